@@ -27,17 +27,13 @@ def main(
     split: str = typer.Argument(..., help="split name from simulate.splits, e.g. eval"),
     params: Path = typer.Option(Path("params.yaml"), help="params file"),
     rirs_dir: Path = typer.Option(Path("data/rirs"), help="simulate stage output folder"),
-    out: Path = typer.Option(
-        Path("data/features"), help="output folder; <out>/<split>/ is written"
-    ),
+    out: Path = typer.Option(Path("data/features"), help="output folder; <out>/<split>/ is written"),
 ) -> None:
     """Mix and featurise the rooms of one split."""
     with user_errors():
         p = load_params(params)
         if split not in p.simulate.splits:
-            raise DualmicError(
-                f"unknown split {split!r}; simulate.splits has {', '.join(p.simulate.splits)}"
-            )
+            raise DualmicError(f"unknown split {split!r}; simulate.splits has {', '.join(p.simulate.splits)}")
         rirs = load_npy(rirs_dir / split / "rirs.npy")
         rooms = load_rooms(rirs_dir / split / "rooms.csv", len(rirs))
         angles, classes = split_labels(p, rooms)
@@ -50,9 +46,7 @@ def main(
             feats = stack.enter_context(npy_writer(dest / "features.npy", shape, "float16"))
             mix = None
             if split in p.features.keep_mix:
-                mix = stack.enter_context(
-                    npy_writer(dest / "mix.npy", (n_rooms, 2, n_samples), "float32")
-                )
+                mix = stack.enter_context(npy_writer(dest / "mix.npy", (n_rooms, 2, n_samples), "float32"))
             bar = stack.enter_context(progress_bar(f"features {split}", n_rooms))
             for batch in feature_batches(p, split, rirs):
                 stop = batch.start + len(batch.features)

@@ -32,9 +32,7 @@ def main(
         p = load_params(params)
         sim = p.simulate
         if split not in sim.splits:
-            raise DualmicError(
-                f"unknown split {split!r}; simulate.splits has {', '.join(sim.splits)}"
-            )
+            raise DualmicError(f"unknown split {split!r}; simulate.splits has {', '.join(sim.splits)}")
         device = resolve_device(sim.device)
         n_rooms = sim.splits[split].n_rooms
         shape = (n_rooms, sim.n_sources, len(sim.mic_offsets), sim.n_taps)

@@ -119,9 +119,7 @@ def audio_dir(tmp_path: Path) -> Path:
     0.1 s of 1 kHz), tone440.wav (8 kHz, 1 s), plus a text file that must be ignored."""
     folder = tmp_path / "audio"
     (folder / "sub").mkdir(parents=True)
-    sf.write(
-        folder / "a_speech.wav", synthetic_speech(np.random.default_rng(9), 44100, 22050) / 8, 22050
-    )
+    sf.write(folder / "a_speech.wav", synthetic_speech(np.random.default_rng(9), 44100, 22050) / 8, 22050)
     sf.write(folder / "b_tone2500.flac", _tone(2500, 2.0, 22050), 22050)
     short = _tone(1000, 0.1, FS)
     sf.write(folder / "sub" / "c_short.WAV", np.stack([short, np.zeros_like(short)], 1), FS)
@@ -229,9 +227,7 @@ def _one_line_error(fn, *needles: str) -> None:
 def test_missing_folder_is_a_user_error(tmp_path):
     missing = tmp_path / "nope"
     _one_line_error(lambda: FolderSources(missing, FS), str(missing))
-    _one_line_error(
-        lambda: source_signals("folder", str(missing), 1, 2, 0, 1, 1, 10, FS), str(missing)
-    )
+    _one_line_error(lambda: source_signals("folder", str(missing), 1, 2, 0, 1, 1, 10, FS), str(missing))
 
 
 def test_folder_without_audio_is_a_user_error(tmp_path):

@@ -74,10 +74,7 @@ def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[Feature
             n_samples + n_taps - 1,
             p.simulate.sample_rate,
         )
-        rngs = [
-            np.random.default_rng([p.features.seed, split_seed, i])
-            for i in range(start, start + count)
-        ]
+        rngs = [np.random.default_rng([p.features.seed, split_seed, i]) for i in range(start, start + count)]
         with torch.inference_mode():
             rir_batch = torch.from_numpy(np.array(rirs[start : start + count]))
             images = reverberant_images(rir_batch, torch.from_numpy(dry))

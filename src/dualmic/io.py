@@ -105,7 +105,5 @@ def load_rooms(path: str | os.PathLike, n_rooms: int | None = None) -> pd.DataFr
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         raise DualmicError(f"corrupt input {p}: {err}") from err
     if n_rooms is not None and len(frame) != n_rooms:
-        raise DualmicError(
-            f"{p} has {len(frame)} rooms but rirs.npy has {n_rooms}; re-run simulate"
-        )
+        raise DualmicError(f"{p} has {len(frame)} rooms but rirs.npy has {n_rooms}; re-run simulate")
     return frame

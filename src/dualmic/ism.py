@@ -14,9 +14,7 @@ import pyroomacoustics as pra
 from dualmic.room import Rooms
 
 
-def ism_rirs(
-    rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float = 343.0
-) -> np.ndarray:
+def ism_rirs(rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float = 343.0) -> np.ndarray:
     """Simulate rooms with the ISM: (B, S, M, n_taps) float32, direct path at d/c, gain ≈ 1/d."""
     offset = pra.constants.get("frac_delay_length") // 2
     n_rooms, n_src = rooms.src_pos.shape[:2]

@@ -170,9 +170,7 @@ class LabelsParams(_Section):
     def _cover(self):
         span = self.class_width_deg * self.n_classes
         if abs(span - 180.0) > 1e-6:
-            raise ValueError(
-                f"n_classes x class_width_deg = {span:g} deg; they must cover exactly 180 deg"
-            )
+            raise ValueError(f"n_classes x class_width_deg = {span:g} deg; they must cover exactly 180 deg")
         return self
 
 
@@ -257,9 +255,7 @@ def _describe(err: dict) -> str:
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:
     """Validate a params mapping; raise :class:`DualmicError` with one line on the first problem."""
     if not isinstance(raw, dict):
-        raise DualmicError(
-            f"{source}: expected a mapping of stage sections, got {type(raw).__name__}"
-        )
+        raise DualmicError(f"{source}: expected a mapping of stage sections, got {type(raw).__name__}")
     try:
         return Params.model_validate(raw)
     except ValidationError as err:

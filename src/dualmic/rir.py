@@ -52,9 +52,7 @@ class FraConfig:
     speed_of_sound: float = 343.0
 
 
-def image_draws(
-    split_seed: int, start: int, count: int, n_sources: int, n_images: int
-) -> torch.Tensor:
+def image_draws(split_seed: int, start: int, count: int, n_sources: int, n_images: int) -> torch.Tensor:
     """Uniform and normal variates for rooms ``start..start+count-1``: (B, S, N, 5) float32.
 
     Each room has its own stream, so the draws do not depend on batch size or device.
@@ -68,9 +66,7 @@ def image_draws(
     return torch.from_numpy(out)
 
 
-def _highpass_coeffs(
-    cutoff_hz: float, sample_rate: int, device
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _highpass_coeffs(cutoff_hz: float, sample_rate: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Second-order Butterworth high-pass (bilinear transform): (a, b) each of length 3."""
     w0 = 2 * math.pi * cutoff_hz / sample_rate
     alpha = math.sin(w0) / (2 * math.sqrt(0.5))
@@ -81,9 +77,7 @@ def _highpass_coeffs(
     return torch.tensor(a, **f32), torch.tensor(b, **f32)
 
 
-def _nearest_image_distance(
-    src: torch.Tensor, center: torch.Tensor, dim: torch.Tensor
-) -> torch.Tensor:
+def _nearest_image_distance(src: torch.Tensor, center: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
     """Distance from the array centre to the closest first-order image: (B, S).
 
     No mirror image is closer than this, so random images are drawn beyond it.
@@ -96,9 +90,7 @@ def _nearest_image_distance(
     return d2.amin(-1).sqrt()
 
 
-def _draw_distances(
-    u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, volume: torch.Tensor
-):
+def _draw_distances(u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, volume: torch.Tensor):
     """Image distances and how many real images each one stands for.
 
     Real images have density τ(d) = 4πd²/V per metre of distance. Where that is below the budget

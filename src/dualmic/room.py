@@ -90,9 +90,7 @@ class Rooms:
     def from_frame(cls, frame: pd.DataFrame, mic_offsets: np.ndarray) -> Rooms:
         """Rebuild rooms from a rooms.csv table (the inverse of :meth:`to_frame`)."""
         n_src = sum(1 for c in frame.columns if c.startswith("src") and c.endswith("_x"))
-        src = np.stack(
-            [frame[[f"src{k}_x", f"src{k}_y", f"src{k}_z"]].to_numpy() for k in range(n_src)], 1
-        )
+        src = np.stack([frame[[f"src{k}_x", f"src{k}_y", f"src{k}_z"]].to_numpy() for k in range(n_src)], 1)
         center = frame[["array_x", "array_y", "array_z"]].to_numpy()
         rot = frame["array_rot_deg"].to_numpy()
         return cls(

@@ -99,9 +99,7 @@ def synthetic_speech(rng: np.random.Generator, n_samples: int, sample_rate: int)
     excitation += rng.uniform(0.1, 0.3) * rng.standard_normal(n)  # breathiness
     hi = min(7000.0, 0.45 * fs)
     band = sorted((min(rng.uniform(2000.0, 3500.0), 0.6 * hi), hi))
-    noise = signal.sosfilt(
-        signal.butter(4, band, "bandpass", fs=fs, output="sos"), rng.standard_normal(n)
-    )
+    noise = signal.sosfilt(signal.butter(4, band, "bandpass", fs=fs, output="sos"), rng.standard_normal(n))
     noise /= np.sqrt(np.mean(noise**2)) + 1e-12
     out, active = np.zeros(n), np.zeros(n, dtype=bool)
     for start, length in syllables:
@@ -148,9 +146,7 @@ class FolderSources:
         self.sample_rate = int(sample_rate)
         if not self.folder.is_dir():
             raise DualmicError(f"sources.folder {self.folder}: no such directory")
-        found = [
-            p for p in self.folder.rglob("*") if p.suffix.lower() in _AUDIO_SUFFIXES and p.is_file()
-        ]
+        found = [p for p in self.folder.rglob("*") if p.suffix.lower() in _AUDIO_SUFFIXES and p.is_file()]
         self.files = sorted(found, key=lambda p: p.relative_to(self.folder).as_posix())
         if not self.files:
             raise DualmicError(f"sources.folder {self.folder}: no .wav or .flac files found")

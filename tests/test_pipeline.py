@@ -1,0 +1,93 @@
+"""End to end: the real dvc.yaml on a copy of the repo with a handful of rooms."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from tests_support import tiny_raw_params
+
+from dualmic.params import load_params
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env.pop("DVC_NO_ANALYTICS", None)
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _md5s(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.md5(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git + DVC copy of the repo with tiny params, after one `dvc repro`."""
+    root = tmp_path_factory.mktemp("project")
+    for name in ("dvc.yaml", ".dvcignore", "src", "stages"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw_params(), sort_keys=False))
+    _run(["git", "init", "-q"], root)
+    _run(["dvc", "repro"], root)
+    return root
+
+
+def test_repro_builds_rirs_and_features_of_both_splits(project):
+    p = load_params(project / "params.yaml")
+    n_taps = p.simulate.n_taps
+    for split, n in (("train", 6), ("eval", 3)):
+        rirs = np.load(project / "data/rirs" / split / "rirs.npy")
+        assert rirs.shape == (n, 2, 2, n_taps) and rirs.dtype == np.float32
+        rooms = pd.read_csv(project / "data/rirs" / split / "rooms.csv")
+        assert len(rooms) == n and "src1_lateral_deg" in rooms
+        feats = np.load(project / "data/features" / split / "features.npy")
+        assert feats.shape == (n, 2, 256, 51) and feats.dtype == np.float16
+        labels = np.load(project / "data/features" / split / "labels.npy")
+        angles = np.load(project / "data/features" / split / "angles.npy")
+        assert labels.shape == angles.shape == (n, 2)
+        assert np.all(np.diff(angles, axis=1) >= 0)
+        expected = np.sort(rooms[["src0_lateral_deg", "src1_lateral_deg"]].to_numpy(), axis=1)
+        np.testing.assert_allclose(angles, expected, rtol=1e-6)
+        np.testing.assert_array_equal(labels, np.clip(np.floor(angles / 5), 0, 35))
+    assert np.load(project / "data/features/eval/mix.npy").shape == (3, 2, 8000)
+    assert not (project / "data/features/train/mix.npy").exists()
+    assert (project / "dvc.lock").is_file()
+
+
+def test_repro_again_is_a_no_op(project):
+    out = _run(["dvc", "status"], project).stdout
+    assert "up to date" in out
+
+
+def test_forced_rerun_is_bit_identical(project):
+    before = _md5s(project / "data")
+    _run(["dvc", "repro", "--force"], project)
+    assert _md5s(project / "data") == before
+
+
+def test_changing_eval_params_does_not_rerun_train(project):
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["simulate"]["splits"]["eval"]["n_rooms"] = 2
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = _run(["dvc", "status"], project).stdout
+    assert "simulate@eval" in out and "simulate@train" not in out
