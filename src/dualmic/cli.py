@@ -11,7 +11,9 @@ from dualmic import __version__
 from dualmic.errors import user_errors
 from dualmic.params import load_params
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Two-microphone sound source localisation.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Two-microphone sound source localisation."
+)
 
 
 @app.command("check-params")

@@ -127,7 +127,8 @@ class SimulateParams(_Section):
             if self.room_dim_min[i] <= need:
                 raise ValueError(
                     f"room_dim_min[{i}] ({axis}) = {self.room_dim_min[i]} m cannot hold the array: "
-                    f"must exceed 2 x (min_wall_distance + array radius) = {need:g} m"
+                    f"must exceed 2 x (min_wall_distance + array radius {self.array_radius_m:g} m "
+                    f"from mic_offsets) = {need:g} m"
                 )
         if self.src_distance_range[0] <= self.array_radius_m:
             raise ValueError(
@@ -238,7 +239,7 @@ def _known_keys(loc: tuple) -> list[str]:
 
 def _describe(err: dict) -> str:
     loc = tuple(err["loc"])
-    key = ".".join(str(p) for p in loc) or "(top level)"
+    key = ".".join(str(p).encode("unicode_escape").decode() for p in loc)
     if err["type"] == "extra_forbidden":
         options = _known_keys(loc)
         close = difflib.get_close_matches(str(loc[-1]), options, n=1)
@@ -249,7 +250,7 @@ def _describe(err: dict) -> str:
     msg = err["msg"].removeprefix("Value error, ")
     got = err.get("input")
     shown = "" if isinstance(got, dict) else f" (got {got!r})"
-    return f"{key}: {msg}{shown}"
+    return f"{key + ': ' if key else ''}{msg}{shown}"
 
 
 def parse_params(raw: dict, source: str = "params.yaml") -> Params:
@@ -259,7 +260,8 @@ def parse_params(raw: dict, source: str = "params.yaml") -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as err:
-        raise DualmicError(f"{source}: {_describe(err.errors()[0])}") from None
+        line = " ".join(_describe(err.errors()[0]).splitlines())
+        raise DualmicError(f"{source}: {line}") from None
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
