@@ -54,3 +54,37 @@ def arrival_sample(rir: np.ndarray, expected: float, search: int = 16) -> float:
         if denom != 0:
             return k + 0.5 * (a - c) / denom
     return float(k)
+
+
+def rir_summary(
+    rirs: np.ndarray, rt60_target: np.ndarray, delay_samples: np.ndarray, sample_rate: int
+) -> dict:
+    """Physics check of simulated RIRs, for a split's metrics file.
+
+    Args:
+        rirs: (B, S, M, n_taps).
+        rt60_target: (B,) seconds.
+        delay_samples: (B, S, M) geometric direct-path delays.
+
+    Returns:
+        flat dict: median relative T30 error against the target, median DRR (mic 0), median
+        and max absolute error of the direct-path arrival in samples.
+    """
+    rel, drr, delay_err = [], [], []
+    for b in range(rirs.shape[0]):
+        for s in range(rirs.shape[1]):
+            h = rirs[b, s, 0]
+            rel.append(rt60(h, sample_rate) / rt60_target[b] - 1)
+            drr.append(direct_to_reverberant_db(h, delay_samples[b, s, 0], sample_rate))
+            for m in range(rirs.shape[2]):
+                delay_err.append(
+                    arrival_sample(rirs[b, s, m], delay_samples[b, s, m]) - delay_samples[b, s, m]
+                )
+    rel, delay_err = np.abs(np.asarray(rel)), np.abs(np.asarray(delay_err))
+    return {
+        "rooms_checked": int(rirs.shape[0]),
+        "t30_rel_error_median": round(float(np.nanmedian(rel)), 4),
+        "drr_db_median": round(float(np.median(drr)), 2),
+        "direct_delay_error_samples_median": round(float(np.median(delay_err)), 3),
+        "direct_delay_error_samples_max": round(float(np.max(delay_err)), 3),
+    }

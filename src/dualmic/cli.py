@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 
 from dualmic import __version__
-from dualmic.errors import user_errors
+from dualmic.errors import DualmicError, user_errors
 from dualmic.params import load_params
 
 app = typer.Typer(
@@ -28,6 +28,54 @@ def check_params(params: Path = typer.Argument(Path("params.yaml"), help="params
             f"{sim.n_taps} taps at {sim.sample_rate} Hz; labels {p.labels.angle}",
             err=True,
         )
+
+
+_LABEL_HELP = {
+    "lateral": "lateral: angle to the mic axis, mic 0 -> mic 1 along +x",
+    "azimuth": "azimuth: horizontal azimuth from the mic axis, front/back folded",
+}
+
+_PREDICT_HELP = (
+    "Localise the two sources of a two-channel recording; print their angles in degrees.\n\n"
+    "Channel order matters: channel 0 is mic 0 at -x, channel 1 is mic 1 at +x (x runs from "
+    "mic 0 to mic 1). A lateral angle is the angle to the mic axis: 0 deg on the mic-1 side, "
+    "90 deg broadside, 180 deg on the mic-0 side; front/back and elevation are not observable "
+    "with two mics. Swapped channels mirror every angle (a -> 180 - a).\n\n"
+    "Angles are sorted ascending and are class centres (5 deg classes by default). Any sample "
+    "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
+    "model window are scored in windows and pooled."
+)
+
+
+@app.command(help=_PREDICT_HELP)
+def predict(
+    recording: Path = typer.Argument(
+        ..., help="two-channel wav/flac: channel 0 = mic 0 (at -x), channel 1 = mic 1 (at +x)"
+    ),
+    model: Path = typer.Option(Path("models/model.pt"), "--model", help="model written by the train stage"),
+    as_json: bool = typer.Option(
+        False, "--json", help='print one JSON line: {"angles_deg": \\[a, b], "label": "lateral"}'
+    ),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+) -> None:
+    """Localise the sources of a two-channel recording (help: _PREDICT_HELP)."""
+    with user_errors():
+        if device not in ("auto", "cpu", "cuda"):
+            raise DualmicError(f"--device {device!r}: expected auto, cpu or cuda")
+        # torch is imported only by the commands that need it
+        from dualmic.predict import feature_config, load_predict_model, predict_angles, read_recording
+        from dualmic.runtime import resolve_device
+
+        dev = resolve_device(device)
+        net, meta = load_predict_model(model, dev)
+        audio = read_recording(recording, feature_config(meta).sample_rate)
+        angles = predict_angles(audio, net, meta, dev)
+        label = str(meta["label"])
+        if as_json:
+            typer.echo(json.dumps({"angles_deg": angles, "label": label}))
+        else:
+            shown = ", ".join(f"source {k + 1}: {a:g} deg" for k, a in enumerate(angles))
+            typer.echo(f"{shown} ({_LABEL_HELP.get(label, label)})")
 
 
 @app.command()

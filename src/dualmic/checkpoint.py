@@ -1,0 +1,35 @@
+"""Per-epoch training checkpoints: written atomically, resumed only by the same run config."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+
+import torch
+
+from dualmic.io import atomic_path
+
+
+def run_fingerprint(config: dict) -> str:
+    """Hash of everything that defines a training run (params of the data, model and training)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
+    """The checkpoint's state if it belongs to this run config, else None (start afresh)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError):
+        return None  # unreadable or unsafe: ignore it, training restarts from scratch
+    if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
+        return None
+    return state

@@ -1,0 +1,136 @@
+"""Scores of angle predictions (pure numpy): errors per source slot, summaries, breakdowns.
+
+Every room has ``S`` sources (2 in dualmic); predictions and true angles are (N, S) degrees.
+Both are sorted ascending per room before they are compared, so slot 1 always pairs the smaller
+predicted angle with the smaller true angle, whatever order a method returned them in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DECIMALS = 4
+
+
+def _pair(pred_deg, true_deg) -> tuple[np.ndarray, np.ndarray]:
+    pred = np.sort(np.asarray(pred_deg, dtype=np.float64), axis=1)
+    true = np.sort(np.asarray(true_deg, dtype=np.float64), axis=1)
+    if pred.ndim != 2 or pred.shape != true.shape:
+        raise ValueError(f"predictions {pred.shape} and true angles {true.shape} must both be (N, S)")
+    return pred, true
+
+
+def slot_errors(pred_deg, true_deg) -> np.ndarray:
+    """Absolute error of every source after sorting both (N, S) arrays ascending per room."""
+    pred, true = _pair(pred_deg, true_deg)
+    return np.abs(pred - true)
+
+
+def separation_deg(true_deg) -> np.ndarray:
+    """Angular separation of a room's sources: largest minus smallest angle, (N,) degrees."""
+    true = np.asarray(true_deg, dtype=np.float64)
+    return true.max(axis=1) - true.min(axis=1)
+
+
+def _r(x) -> float:
+    return round(float(x), DECIMALS)
+
+
+def summary(pred_deg, true_deg, prefix: str) -> dict:
+    """Flat metrics of one method, keys ``{prefix}.<name>``.
+
+    * ``mae_deg``: mean absolute error over all sources; ``mae_slot{k}_deg`` per sorted slot
+      (slot 1 = the smaller angle);
+    * ``acc_5deg`` / ``acc_10deg``: fraction of sources with error <= 5° / <= 10°;
+    * ``both_within_10deg``: fraction of rooms whose every source is within 10°;
+    * ``n_rooms``: count.
+
+    Floats are rounded to 4 decimals.
+    """
+    err = slot_errors(pred_deg, true_deg)
+    if len(err) == 0:
+        raise ValueError("no rooms to score")
+    out = {f"{prefix}.mae_deg": _r(err.mean())}
+    for k in range(err.shape[1]):
+        out[f"{prefix}.mae_slot{k + 1}_deg"] = _r(err[:, k].mean())
+    out[f"{prefix}.acc_5deg"] = _r((err <= 5.0).mean())
+    out[f"{prefix}.acc_10deg"] = _r((err <= 10.0).mean())
+    out[f"{prefix}.both_within_10deg"] = _r((err <= 10.0).all(axis=1).mean())
+    out[f"{prefix}.n_rooms"] = int(len(err))
+    return out
+
+
+def confusion(true_cls, pred_cls, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) int64 counts over all slots: row = true class, column = predicted.
+
+    Both (N, S) class arrays are sorted per room first, as angles are.
+    """
+    true = np.sort(np.asarray(true_cls, dtype=np.int64), axis=1).ravel()
+    pred = np.sort(np.asarray(pred_cls, dtype=np.int64), axis=1).ravel()
+    if true.shape != pred.shape:
+        raise ValueError(
+            f"true {np.shape(true_cls)} and predicted {np.shape(pred_cls)} classes differ in shape"
+        )
+    if len(true) and (min(true.min(), pred.min()) < 0 or max(true.max(), pred.max()) >= n_classes):
+        raise ValueError(f"classes must lie in 0..{n_classes - 1}")
+    out = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(out, (true, pred), 1)
+    return out
+
+
+def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin of each value: [e_i, e_i+1), the last bin closed [e_-2, e_-1]; -1 outside the edges."""
+    idx = np.searchsorted(edges, values, side="right") - 1
+    idx[values == edges[-1]] = len(edges) - 2
+    idx[(values < edges[0]) | (values > edges[-1]) | ~np.isfinite(values)] = -1
+    return idx
+
+
+def binned_mae(values, errors, edges) -> list[dict]:
+    """MAE of the rooms whose ``values`` (N,) fall in each bin of ``edges`` (e.g. RT60, separation).
+
+    ``errors`` is (N, S) (from :func:`slot_errors`); a room's MAE is the mean over its sources.
+    Bins are [lo, hi) except the last, [lo, hi]. Rooms whose value lies outside
+    [edges[0], edges[-1]] are left out of every bin (not folded into the end bins), so
+    ``sum(n)`` can be less than N. An empty bin has ``mae_deg`` None.
+
+    Returns one row per bin: ``{"bin": "lo-hi", "lo", "hi", "mae_deg", "n"}``.
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    err = np.asarray(errors, dtype=np.float64)
+    err = err.reshape(len(err), -1)
+    edges = np.asarray(edges, dtype=np.float64)
+    if vals.shape != (len(err),):
+        raise ValueError(f"values {vals.shape} must be one per room of errors {err.shape}")
+    if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"edges {edges.tolist()} must be at least two increasing values")
+    idx = _bin_index(vals, edges)
+    rows = []
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        sel = err[idx == b]
+        rows.append(
+            {
+                "bin": f"{lo:g}-{hi:g}",
+                "lo": float(lo),
+                "hi": float(hi),
+                "mae_deg": _r(sel.mean()) if len(sel) else None,
+                "n": int(len(sel)),
+            }
+        )
+    return rows
+
+
+def error_histogram(errors, bin_width: float = 5.0, max_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of source errors in bins of ``bin_width`` from 0 to ``max_deg``.
+
+    Returns (lower edges, counts); bins are [lo, lo + width) and the last also holds errors
+    >= its lower edge (an error of exactly 180° counts in the last bin).
+    """
+    if bin_width <= 0:
+        raise ValueError(f"bin_width {bin_width} must be > 0")
+    err = np.asarray(errors, dtype=np.float64).ravel()
+    n_bins = int(np.ceil(max_deg / bin_width - 1e-9))
+    lower = np.arange(n_bins) * float(bin_width)
+    idx = np.clip(np.floor(err / bin_width).astype(np.int64), 0, n_bins - 1)
+    counts = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    return lower, counts

@@ -1,0 +1,158 @@
+"""Localise the two sources of a real two-channel recording with a trained model.
+
+Channel order is the array frame's: channel 0 is mic 0 (at -x), channel 1 is mic 1 (at +x), so
+x runs from mic 0 to mic 1 and a lateral angle of 0 deg is on the mic-1 side of the axis. Swapping
+the channels mirrors every angle (a -> 180 - a).
+
+A recording is read at any sample rate (resampled to the model's), scaled to unit RMS like the
+training mixtures, turned into the model's STFT features and scored in model windows
+``evaluate.hop_s`` apart whose log-probabilities are averaged; a recording shorter than one
+window is zero-padded. The same path as the evaluate stage: :mod:`dualmic.inference`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from dualmic.errors import DualmicError
+from dualmic.features import FeatureConfig, features_from_audio
+from dualmic.inference import decode_angles, load_model, pooled_log_probs, window_starts
+from dualmic.model import SSLModel
+
+MIN_DURATION_S = 0.5
+META_KEYS = (
+    "label",
+    "class_width_deg",
+    "sample_rate",
+    "n_fft",
+    "hop",
+    "channels",
+    "mic_distance_m",
+    "speed_of_sound",
+    "hop_s",
+)
+_EPS = 1e-8
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
+
+    Raises:
+        DualmicError: (one line naming the file) if it is missing or not decodable audio, has
+            other than two channels, lasts less than 0.5 s, holds NaN/inf or is all zeros.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise DualmicError(f"recording {p} not found")
+    if not p.is_file():
+        raise DualmicError(f"recording {p} is not a file")
+    try:
+        data, rate = sf.read(p, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:
+        reason = getattr(err, "error_string", None) or type(err).__name__
+        raise DualmicError(
+            f"cannot read recording {p} ({_one_line(reason)}); give an audio file soundfile "
+            "can decode (wav, flac, ogg)"
+        ) from None
+    n_samples, n_channels = data.shape
+    if n_channels != 2:
+        plural = "channel" if n_channels == 1 else "channels"
+        raise DualmicError(
+            f"recording {p} has {n_channels} {plural}; a two-channel recording (mic 0, mic 1) is needed"
+        )
+    duration = n_samples / rate
+    if duration < MIN_DURATION_S:
+        raise DualmicError(f"recording {p} lasts {duration:.3f} s; at least {MIN_DURATION_S} s is needed")
+    if not np.all(np.isfinite(data)):
+        raise DualmicError(f"recording {p} holds NaN or inf samples")
+    if not np.any(data):
+        raise DualmicError(f"recording {p} is silent (all samples are zero); nothing to localise")
+    audio = torch.from_numpy(np.ascontiguousarray(data.T))
+    if int(rate) != int(sample_rate):
+        audio = AF.resample(audio, int(rate), int(sample_rate))
+    return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
+
+
+def load_predict_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, dict]:
+    """:func:`dualmic.inference.load_model`, plus a check that the meta names every feature
+    convention predict needs: (model, meta)."""
+    model, meta = load_model(path, device)
+    feature_config(meta)
+    return model, meta
+
+
+def feature_config(meta: dict) -> FeatureConfig:
+    """The model's feature conventions from its saved meta; a DualmicError if any is missing."""
+    missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
+    if missing:
+        raise DualmicError(f"the model file's meta lacks {', '.join(missing)}; retrain with this dualmic")
+    try:
+        cfg = FeatureConfig(
+            sample_rate=int(meta["sample_rate"]),
+            n_fft=int(meta["n_fft"]),
+            hop=int(meta["hop"]),
+            channels=tuple(meta["channels"]),
+            mic_distance_m=float(meta["mic_distance_m"]),
+            speed_of_sound=float(meta["speed_of_sound"]),
+        )
+        float(meta["hop_s"]), float(meta["class_width_deg"])
+    except (TypeError, ValueError) as err:
+        raise DualmicError(f"the model file's meta has a malformed value ({_one_line(err)[:120]})") from None
+    if min(cfg.sample_rate, cfg.n_fft, cfg.hop) <= 0:
+        raise DualmicError("the model file's meta has a non-positive sample_rate, n_fft or hop")
+    return cfg
+
+
+def recording_log_probs(
+    audio: np.ndarray,
+    model: SSLModel,
+    meta: dict,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Pooled log-probabilities of one recording (2, n) at the model's rate: (n_slots, n_classes).
+
+    The audio is scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]``
+    apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
+    log-probabilities averaged; a recording shorter than one window is zero-padded.
+    """
+    cfg = feature_config(meta)
+    x = torch.as_tensor(np.asarray(audio), dtype=torch.float32)
+    if x.ndim != 2 or x.shape[0] != 2:
+        raise DualmicError(f"audio has shape {tuple(x.shape)}; expected (2, samples): mic 0, mic 1")
+    x = x / (x.pow(2).mean().sqrt() + _EPS)
+    features = features_from_audio(x[None], cfg)  # (1, C, F, T)
+    hop_frames = max(1, round(float(meta["hop_s"]) * cfg.sample_rate / cfg.hop))
+    window = model.cfg.n_frames
+    n_frames = features.shape[-1]
+    if n_frames <= window:  # one (zero-padded) window
+        return pooled_log_probs(model, features, hop_frames, batch_size, device)[0]
+    starts = window_starts(n_frames, window, hop_frames)
+    total = np.zeros((model.cfg.n_slots, model.cfg.n_classes), dtype=np.float64)
+    for lo in range(0, len(starts), batch_size):
+        windows = torch.stack([features[0, ..., s : s + window] for s in starts[lo : lo + batch_size]])
+        total += pooled_log_probs(model, windows, hop_frames, batch_size, device).sum(0)
+    return (total / len(starts)).astype(np.float32)
+
+
+def predict_angles(
+    audio: np.ndarray, model: SSLModel, meta: dict, device: str | torch.device = "cpu"
+) -> list[float]:
+    """Angles (degrees, sorted ascending) of the sources in a recording (2, n) at the model's rate.
+
+    The angle kind is ``meta["label"]`` (``lateral``: angle to the mic axis, 0 deg on the mic-1
+    side); each angle is the centre of its predicted ``meta["class_width_deg"]`` class.
+    """
+    logp = recording_log_probs(audio, model, meta, device)
+    return [float(a) for a in decode_angles(logp[None], float(meta["class_width_deg"]))[0]]

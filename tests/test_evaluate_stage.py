@@ -1,0 +1,148 @@
+"""End-to-end tests of stages/evaluate.py on tiny made-up eval data and an untrained model."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import yaml
+from tests_support import REPO, tiny_raw_params
+from typer.testing import CliRunner
+
+from dualmic.inference import model_config, model_meta, save_model
+from dualmic.io import save_npy
+from dualmic.labels import angle_to_class
+from dualmic.model import SSLModel
+from dualmic.params import parse_params
+
+SCRIPT = REPO / "stages" / "evaluate.py"
+PLOT_FILES = ("confusion.json", "mae_vs_rt60.csv", "mae_vs_separation.csv", "error_histogram.csv")
+
+
+def _write_params(path: Path, **sections) -> Path:
+    raw = tiny_raw_params()
+    for section, values in sections.items():
+        raw[section].update(values)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _make_inputs(root: Path, params_path: Path, model_labels: str = "lateral") -> dict[str, Path]:
+    """Random eval features/labels/angles/mix, rooms.csv, train angles and an untrained model."""
+    raw = yaml.safe_load(params_path.read_text())
+    p = parse_params(raw)
+    rng = np.random.default_rng(0)
+    n = p.simulate.splits["eval"].n_rooms
+    n_samples = int(round(p.features.duration_s * p.simulate.sample_rate))
+    n_frames = 1 + n_samples // p.features.hop
+    c = 2 * len(p.features.channels)
+    feats = root / "features"
+    phase = rng.uniform(-np.pi, np.pi, (n, c // 2, p.features.n_fft // 2, n_frames))
+    save_npy(
+        feats / "eval" / "features.npy", np.concatenate([np.cos(phase), np.sin(phase)], 1).astype(np.float16)
+    )
+    angles = np.sort(rng.uniform(0, 180, (n, 2)), axis=1).astype(np.float32)
+    save_npy(feats / "eval" / "angles.npy", angles)
+    save_npy(
+        feats / "eval" / "labels.npy", angle_to_class(angles, p.labels.class_width_deg, p.labels.n_classes)
+    )
+    save_npy(feats / "eval" / "mix.npy", rng.standard_normal((n, 2, n_samples)).astype(np.float32))
+    train_n = p.simulate.splits["train"].n_rooms
+    save_npy(
+        feats / "train" / "angles.npy", np.sort(rng.uniform(0, 180, (train_n, 2)), axis=1).astype(np.float32)
+    )
+    rirs = root / "rirs"
+    (rirs / "eval").mkdir(parents=True)
+    pd.DataFrame({"rt60": rng.uniform(0.1, 0.7, n)}).to_csv(rirs / "eval" / "rooms.csv", index=False)
+    raw["labels"]["angle"] = model_labels
+    trained = parse_params(raw)
+    torch.manual_seed(0)
+    model = root / "models" / "model.pt"
+    save_model(model, SSLModel(model_config(trained)), model_meta(trained))
+    return {"features": feats, "rirs": rirs, "model": model}
+
+
+def _args(params: Path, paths: dict[str, Path], root: Path) -> list[str]:
+    return [
+        "--params", str(params),
+        "--features-dir", str(paths["features"]),
+        "--rirs-dir", str(paths["rirs"]),
+        "--model", str(paths["model"]),
+        "--metrics", str(root / "metrics"),
+        "--plots", str(root / "plots"),
+    ]  # fmt: skip
+
+
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+def test_evaluate_end_to_end(tmp_path):
+    params = _write_params(tmp_path / "params.yaml")
+    paths = _make_inputs(tmp_path, params)
+    proc = _run(_args(params, paths, tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert scores["label"] == "lateral"
+    for method in ("model", "srp_phat", "constant"):
+        assert scores[f"{method}.n_rooms"] == 3
+        for key in ("mae_deg", "mae_slot1_deg", "mae_slot2_deg"):
+            assert 0.0 <= scores[f"{method}.{key}"] <= 180.0
+        for key in ("acc_5deg", "acc_10deg", "both_within_10deg"):
+            assert 0.0 <= scores[f"{method}.{key}"] <= 1.0
+    assert len(scores) == 1 + 3 * 7
+    plots = tmp_path / "plots"
+    assert sorted(f.name for f in plots.iterdir()) == sorted(PLOT_FILES)
+    confusion = json.loads((plots / "confusion.json").read_text())
+    assert len(confusion) == 6 and set(confusion[0]) == {"actual", "predicted"}
+    rt60 = pd.read_csv(plots / "mae_vs_rt60.csv")
+    assert list(rt60.columns) == ["bin", "lo", "hi", "rt60_s", "n_rooms", "model", "srp_phat", "constant"]
+    assert rt60["n_rooms"].sum() == 3 and len(rt60) == 3
+    sep = pd.read_csv(plots / "mae_vs_separation.csv")
+    assert sep["n_rooms"].sum() == 3 and "separation_deg" in sep.columns
+    hist = pd.read_csv(plots / "error_histogram.csv")
+    assert (hist[["model", "srp_phat", "constant"]].sum() == 6).all()
+
+
+def test_model_for_other_label_is_refused(tmp_path):
+    params = _write_params(tmp_path / "params.yaml")
+    paths = _make_inputs(tmp_path, params, model_labels="azimuth")
+    proc = _run(_args(params, paths, tmp_path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    assert "label 'azimuth'" in lines[0] and "labels.angle 'lateral'" in lines[0]
+    assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
+
+
+@pytest.fixture(scope="module")
+def evaluate_app():
+    spec = importlib.util.spec_from_file_location("evaluate_stage", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.app
+
+
+def test_without_srp_phat_and_other_features(tmp_path, evaluate_app):
+    """srp_phat false: no srp_phat metrics, empty plot columns; other features channels refused."""
+    params = _write_params(tmp_path / "params.yaml", evaluate={"srp_phat": False})
+    paths = _make_inputs(tmp_path, params)
+    (paths["features"] / "eval" / "mix.npy").unlink()  # not needed without SRP-PHAT
+    result = CliRunner().invoke(evaluate_app, _args(params, paths, tmp_path))
+    assert result.exit_code == 0, result.output
+    scores = json.loads((tmp_path / "metrics" / "eval.json").read_text())
+    assert "model.mae_deg" in scores and "constant.mae_deg" in scores
+    assert not any(k.startswith("srp_phat.") for k in scores)
+    assert pd.read_csv(tmp_path / "plots" / "mae_vs_rt60.csv")["srp_phat"].isna().all()
+
+    logmag = _write_params(tmp_path / "logmag.yaml", features={"channels": ["ipd", "logmag"]})
+    result = CliRunner().invoke(evaluate_app, _args(logmag, paths, tmp_path))
+    assert result.exit_code == 2
+    assert "features.channels ['ipd', 'logmag']" in result.output

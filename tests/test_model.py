@@ -1,0 +1,58 @@
+import pytest
+import torch
+from tests_support import tiny_raw_params
+
+from dualmic.inference import model_config
+from dualmic.model import PRESETS, ModelConfig, SSLModel, patch_grid
+from dualmic.params import parse_params
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+@pytest.mark.parametrize("frames", [101, 301])
+def test_logits_shape(channels, frames):
+    cfg = ModelConfig(in_channels=channels, n_frames=frames, dim=32, depth=1, heads=2, dim_head=16)
+    model = SSLModel(cfg).eval()
+    out = model(torch.randn(3, channels, 256, frames))
+    assert out.shape == (3, 2, 36)
+    assert torch.isfinite(out).all()
+
+
+def test_recipe_structure():
+    model = SSLModel(ModelConfig(dim=64, depth=1))
+    convs = [m for m in model.inter_conv.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size, c.padding) for c in convs] == [
+        (2, 4, (3, 3), (1, 1)),
+        (4, 8, (3, 3), (1, 1)),
+    ]
+    patches = [m for m in model.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in patches] == [
+        (8, 32, (4, 4)),
+        (32, 128, (4, 4)),
+        (128, 64, (4, 4)),
+    ]
+    assert patch_grid(256, 301) == (4, 4)
+    assert model.pos.shape == (1, 4 * 4 + 2, 64) and model.cls.shape == (1, 2, 64)
+
+
+def test_seed_preset_is_the_published_size():
+    raw = tiny_raw_params()
+    raw["model"]["preset"] = "seed"
+    cfg = model_config(parse_params(raw))
+    assert (cfg.dim, cfg.depth, cfg.heads, cfg.dim_head, cfg.conv_kernel_size) == (512, 8, 8, 64, 31)
+    assert cfg.n_frames == 301 and PRESETS["seed"]["window_s"] == 3.0
+
+
+def test_overrides_and_channels_follow_params():
+    raw = tiny_raw_params()
+    raw["model"]["dim"] = 48
+    raw["features"]["channels"] = ["ipd", "logmag"]
+    cfg = model_config(parse_params(raw))
+    assert cfg.dim == 48 and cfg.depth == PRESETS["small"]["depth"] and cfg.in_channels == 4
+
+
+def test_slots_are_distinguishable():
+    """The two CLS tokens must be able to answer differently for the same input."""
+    torch.manual_seed(0)
+    model = SSLModel(ModelConfig(dim=32, depth=1, heads=2, dim_head=16, n_frames=101)).eval()
+    out = model(torch.randn(1, 2, 256, 101))
+    assert not torch.allclose(out[0, 0], out[0, 1])

@@ -1,0 +1,241 @@
+"""`dualmic predict`: reading recordings, pooled prediction, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from tests_support import tiny_raw_params
+from typer.testing import CliRunner
+
+from dualmic.cli import app
+from dualmic.errors import DualmicError
+from dualmic.features import features_from_audio
+from dualmic.inference import (
+    load_model,
+    model_config,
+    model_meta,
+    pooled_log_probs,
+    save_model,
+    window_frames,
+    window_starts,
+)
+from dualmic.model import SSLModel
+from dualmic.params import parse_params
+from dualmic.predict import feature_config, predict_angles, read_recording, recording_log_probs
+from dualmic.sources import synthetic_speech
+
+RATE = 16000
+
+
+class Smuggled:
+    """A class a crafted model file pickles: loading it would import and run code of this module."""
+
+    def __init__(self) -> None:
+        self.payload = "not a tensor"
+
+
+def delayed_pair(signal: np.ndarray, delay_samples: float) -> np.ndarray:
+    """(2, n): channel 1 = signal, channel 0 = signal delayed by a fractional number of samples."""
+    n = len(signal)
+    freq = np.fft.rfftfreq(n)
+    delayed = np.fft.irfft(np.fft.rfft(signal) * np.exp(-2j * np.pi * freq * delay_samples), n=n)
+    return np.stack([delayed, signal]).astype(np.float32)
+
+
+def two_talkers(seed: int, seconds: float, rate: int) -> np.ndarray:
+    """Two speech-like sources with opposite fractional inter-channel delays: (2, n)."""
+    n = int(seconds * rate)
+    rng = np.random.default_rng(seed)
+    a = delayed_pair(synthetic_speech(rng, n, rate), 1.7 * rate / RATE)
+    b = delayed_pair(synthetic_speech(rng, n, rate), -0.6 * rate / RATE)
+    return 0.1 * (a + b)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A tiny random model and the recordings the CLI tests read."""
+    d = tmp_path_factory.mktemp("predict")
+    p = parse_params(tiny_raw_params())
+    torch.manual_seed(0)
+    save_model(d / "model.pt", SSLModel(model_config(p)), model_meta(p))
+
+    def wav(name: str, audio: np.ndarray, rate: int) -> None:
+        sf.write(d / name, np.atleast_2d(audio).T, rate, subtype="FLOAT")
+
+    wav("speech.wav", two_talkers(1, 2.0, RATE), RATE)
+    wav("speech44k.wav", two_talkers(2, 2.0, 44100), 44100)
+    wav("long.wav", two_talkers(3, 7.0, RATE), RATE)
+    wav("mono.wav", two_talkers(4, 1.0, RATE)[0], RATE)
+    wav("three.wav", np.concatenate([two_talkers(5, 1.0, RATE), two_talkers(6, 1.0, RATE)[:1]]), RATE)
+    wav("short.wav", two_talkers(7, 0.3, RATE), RATE)
+    (d / "x.wav").write_text("this is not audio\n")
+    torch.save({"format": "dualmic-ssl-model/1", "evil": Smuggled()}, d / "evil.pt")
+    save_model(d / "old_meta.pt", SSLModel(model_config(p)), {"label": "lateral"})
+    return d
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """``python -m dualmic.cli predict ARGS`` in a fresh process (one torch thread: tests run at once)."""
+    device = () if "--device" in args else ("--device", "cpu")
+    return subprocess.run(
+        [sys.executable, "-m", "dualmic.cli", "predict", *args, *device],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+
+
+def run_all(arg_lists: list[tuple[str, ...]]) -> list[subprocess.CompletedProcess]:
+    """Run several CLI processes at once (each pays the torch import)."""
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        return list(pool.map(lambda a: run_cli(*a), arg_lists))
+
+
+def check_json(stdout: str) -> list[float]:
+    lines = stdout.strip().splitlines()
+    assert len(lines) == 1, stdout
+    out = json.loads(lines[0])
+    assert set(out) == {"angles_deg", "label"} and out["label"] == "lateral"
+    angles = out["angles_deg"]
+    assert len(angles) == 2 and angles == sorted(angles)
+    assert all(0.0 <= a <= 180.0 for a in angles)
+    return angles
+
+
+def check_one_line_error(code: int, stderr: str, stdout: str, words: list[str], name: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert code == 2, (name, stderr)
+    assert len(lines) == 1 and lines[0].startswith("error:"), (name, stderr)
+    assert "Traceback" not in stderr and stdout == "", (name, stderr, stdout)
+    assert "\x1b" not in stderr, (name, stderr)  # no terminal escape codes (torch's refusal has some)
+    for word in words:
+        assert word in lines[0], (name, word, lines[0])
+
+
+def test_cli_process(workdir):
+    """Real processes: 16 kHz, 44.1 kHz (resampled), 7 s (pooled windows), the same file twice,
+    and a refused pickle, without a traceback (the other errors: test_cli_errors_are_one_line)."""
+    model = str(workdir / "model.pt")
+    names = ["speech.wav", "speech44k.wav", "long.wav", "speech.wav"]
+    calls = [(str(workdir / n), "--model", model, "--json") for n in names]
+    calls.append((str(workdir / "speech.wav"), "--model", str(workdir / "evil.pt")))
+    results = run_all(calls)
+    for res in results[:4]:
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    angles = [check_json(res.stdout) for res in results[:4]]
+    assert results[0].stdout == results[3].stdout and angles[0] == angles[3]  # deterministic
+    check_one_line_error(*_fields(results[4]), ["refusing", "evil.pt"], "pickle")
+
+
+def _fields(res: subprocess.CompletedProcess) -> tuple[int, str, str]:
+    return res.returncode, res.stderr, res.stdout
+
+
+def invoke(*args: str):
+    device = () if "--device" in args else ("--device", "cpu")
+    return CliRunner().invoke(app, ["predict", *args, *device])
+
+
+def test_cli_text_output_matches_json(workdir):
+    model = str(workdir / "model.pt")
+    as_json, text = (
+        invoke(str(workdir / "speech.wav"), "--model", model, "--json"),
+        invoke(str(workdir / "speech.wav"), "--model", model),
+    )
+    assert as_json.exit_code == 0 and text.exit_code == 0, (as_json.output, text.output)
+    a, b = check_json(as_json.stdout)
+    assert text.stdout.strip() == (
+        f"source 1: {a:g} deg, source 2: {b:g} deg (lateral: angle to the mic axis, mic 0 -> mic 1 along +x)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "recording", "model", "extra", "words"),
+    [
+        (
+            "mono",
+            "mono.wav",
+            "model.pt",
+            (),
+            ["mono.wav", "has 1 channel;", "two-channel recording (mic 0, mic 1)"],
+        ),
+        ("three", "three.wav", "model.pt", (), ["three.wav", "has 3 channels", "two-channel"]),
+        ("short", "short.wav", "model.pt", (), ["short.wav", "0.300 s", "0.5 s"]),
+        ("text", "x.wav", "model.pt", (), ["x.wav", "cannot read"]),
+        ("missing", "nope.wav", "model.pt", (), ["nope.wav", "not found"]),
+        ("directory", ".", "model.pt", (), ["not a file"]),
+        ("no model", "speech.wav", "no.pt", (), ["no.pt", "not found"]),
+        ("pickle", "speech.wav", "evil.pt", (), ["refusing", "evil.pt"]),
+        ("text model", "speech.wav", "x.wav", (), ["x.wav", "not a readable model file"]),
+        ("meta", "speech.wav", "old_meta.pt", (), ["meta lacks", "sample_rate", "hop_s"]),
+        ("wav model", "speech.wav", "speech.wav", (), ["speech.wav", "model"]),
+        ("device", "speech.wav", "model.pt", ("--device", "tpu"), ["'tpu'", "auto, cpu or cuda"]),
+    ],
+)
+def test_cli_errors_are_one_line(workdir, name, recording, model, extra, words):
+    res = invoke(str(workdir / recording), "--model", str(workdir / model), *extra)
+    assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
+    check_one_line_error(res.exit_code, res.stderr, res.stdout, words, name)
+
+
+def test_read_recording_resamples_and_keeps_channel_order(workdir):
+    audio = read_recording(workdir / "speech44k.wav", RATE)
+    assert audio.dtype == np.float32 and audio.shape == (2, 2 * RATE)
+    raw, _ = sf.read(workdir / "speech.wav", dtype="float32", always_2d=True)
+    same = read_recording(workdir / "speech.wav", RATE)
+    np.testing.assert_array_equal(same, raw.T)  # no resampling: samples untouched, ch 0 first
+
+
+def test_silent_recording_is_refused(tmp_path):
+    sf.write(tmp_path / "silent.wav", np.zeros((RATE, 2), dtype=np.float32), RATE)
+    with pytest.raises(DualmicError, match="silent"):
+        read_recording(tmp_path / "silent.wav", RATE)
+
+
+def test_resampled_recording_scores_the_same(workdir):
+    model, meta = load_model(workdir / "model.pt")
+    audio = read_recording(workdir / "speech.wav", RATE)
+    up = AF.resample(torch.from_numpy(audio), RATE, 48000).numpy()
+    path48 = workdir / "speech48k.wav"
+    sf.write(path48, up.T, 48000, subtype="FLOAT")
+    back = read_recording(path48, RATE)
+    assert back.shape == audio.shape
+    lp, lp48 = recording_log_probs(audio, model, meta), recording_log_probs(back, model, meta)
+    np.testing.assert_allclose(lp48, lp, atol=0.02)  # measured: ~0.003 for this model
+    # so every slot whose best class leads by more than 2 x 0.02 keeps it
+    top2 = np.sort(lp, axis=-1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.04
+    assert clear.any()
+    np.testing.assert_array_equal(lp48.argmax(-1)[clear], lp.argmax(-1)[clear])
+    if clear.all():
+        assert predict_angles(back, model, meta) == predict_angles(audio, model, meta)
+
+
+def test_long_recordings_are_pooled_windows(workdir):
+    """Windows scored a few at a time pool to what pooled_log_probs gives over all at once."""
+    model, meta = load_model(workdir / "model.pt")
+    audio = read_recording(workdir / "speech.wav", RATE)  # 2 s: 3 one-second windows 0.5 s apart
+    x = torch.from_numpy(audio)
+    feats = features_from_audio((x / (x.pow(2).mean().sqrt() + 1e-8))[None], feature_config(meta))
+    hop_frames = round(meta["hop_s"] * RATE / meta["hop"])
+    window = window_frames(parse_params(tiny_raw_params()))
+    assert len(window_starts(feats.shape[-1], window, hop_frames)) == 3
+    direct = pooled_log_probs(model, feats, hop_frames)[0]
+    chunked = recording_log_probs(audio, model, meta, batch_size=2)
+    np.testing.assert_allclose(chunked, direct, atol=1e-4)
+    # the input is normalised to unit RMS, so its scale does not matter (up to rounding, which
+    # moves the phase of near-empty STFT bins in the pauses)
+    np.testing.assert_allclose(recording_log_probs(7.0 * audio, model, meta), chunked, atol=5e-3)
+    # a recording shorter than one window is zero-padded, not refused
+    assert recording_log_probs(audio[:, : RATE // 2], model, meta).shape == direct.shape

@@ -1,0 +1,139 @@
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tests_support import tiny_raw_params
+
+from dualmic.training import CropDataset, lr_factor, slot_loss, split_train_val
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_validation_split_is_disjoint_and_seeded():
+    tr, va = split_train_val(100, 0.1, seed=3)
+    assert len(va) == 10 and len(tr) == 90 and not set(tr) & set(va)
+    np.testing.assert_array_equal(split_train_val(100, 0.1, 3)[1], va)
+    assert not np.array_equal(split_train_val(100, 0.1, 4)[1], va)
+
+
+def test_crops_depend_on_seed_epoch_and_item_only():
+    feats = np.arange(4 * 2 * 3 * 50, dtype=np.float16).reshape(4, 2, 3, 50)
+    labels = np.zeros((4, 2), dtype=np.int64)
+    ds = CropDataset(feats, labels, np.arange(4), window=10, seed=1)
+    a = ds[2][0]
+    ds2 = CropDataset(feats, labels, np.array([2]), window=10, seed=1)
+    assert torch.equal(ds2[0][0], a)
+    assert a.shape == (2, 3, 10)
+    ds.set_epoch(1)
+    starts = {int(ds[k][0][0, 0, 0]) % 50 for k in range(4)}
+    assert len(starts) > 1
+
+
+def test_lr_schedules():
+    cos = [lr_factor(s, 10, 5, "cosine", 1, 10) for s in range(50)]
+    assert cos[0] == pytest.approx(0.1) and cos[9] == pytest.approx(1.0)
+    assert cos[-1] < 0.01 and all(b <= a + 1e-12 for a, b in zip(cos[10:], cos[11:], strict=False))
+    step = [lr_factor(s, 10, 30, "step", 0, 10) for s in (0, 99, 100, 250)]
+    assert step == pytest.approx([1.0, 1.0, 0.1, 0.01])
+
+
+def test_slot_loss_is_the_sum_of_per_slot_cross_entropies():
+    logits = torch.randn(5, 2, 36)
+    labels = torch.randint(0, 36, (5, 2))
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(logits[:, 0], labels[:, 0]) + ce(logits[:, 1], labels[:, 1])
+    torch.testing.assert_close(slot_loss(logits, labels), expected)
+
+
+def _env() -> dict:
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+def _run(args, cwd):
+    proc = subprocess.run(args, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def train_dir(tmp_path_factory) -> Path:
+    """Tiny train features made by the real simulate + features stages."""
+    root = tmp_path_factory.mktemp("train")
+    raw = tiny_raw_params()
+    raw["simulate"]["splits"]["train"]["n_rooms"] = 12
+    raw["train"].update(epochs=2, batch_size=4, warmup_epochs=0)
+    raw["model"].update(dim=32, depth=1, heads=2, dim_head=16)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    _run([sys.executable, str(REPO / "stages/simulate.py"), "train"], root)
+    _run([sys.executable, str(REPO / "stages/features.py"), "train"], root)
+    return root
+
+
+def _train(root: Path, cmd_prefix=(sys.executable,)) -> dict:
+    _run([*cmd_prefix, str(REPO / "stages/train.py")], root)
+    return json.loads((root / "metrics/train/metrics.json").read_text())
+
+
+def test_tiny_training_writes_a_safe_model_and_logs(train_dir, tmp_path):
+    root = tmp_path / "run"
+    shutil.copytree(train_dir, root)
+    metrics = _train(root)
+    assert metrics["step"] == 1 and np.isfinite(metrics["val"]["mae_deg"])
+    payload = torch.load(root / "models/model.pt", weights_only=True)
+    assert payload["meta"]["label"] == "lateral" and payload["config"]["dim"] == 32
+    assert (root / "metrics/train/plots/metrics/val/mae_deg.tsv").is_file()
+
+
+def test_killed_training_resumes_to_the_same_result(train_dir, tmp_path):
+    """SIGKILL a run once its first epoch checkpoint exists; the rerun must end where an
+    uninterrupted run ends (same best validation MAE, same weights)."""
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    shutil.copytree(train_dir, full)
+    shutil.copytree(train_dir, cut)
+    reference = _train(full)
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "stages/train.py")],
+        cwd=cut,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    ckpt = cut / "models/checkpoint.pt"
+    deadline = time.monotonic() + 300
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "models/model.pt").exists(), "killed before the end: no final model"
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 0
+    resumed = _train(cut)
+    assert resumed["best_val_mae_deg"] == pytest.approx(reference["best_val_mae_deg"], abs=1e-6)
+    w_full = torch.load(full / "models/model.pt", weights_only=True)["state_dict"]
+    w_cut = torch.load(cut / "models/model.pt", weights_only=True)["state_dict"]
+    for k in w_full:
+        torch.testing.assert_close(w_cut[k], w_full[k], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_distributed_training_on_cpu_with_gloo(train_dir, tmp_path):
+    root = tmp_path / "ddp"
+    shutil.copytree(train_dir, root)
+    torchrun = [
+        str(Path(sys.executable).parent / "torchrun"),
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+    ]
+    metrics = _train(root, tuple(torchrun))
+    assert metrics["step"] == 1 and np.isfinite(metrics["val"]["mae_deg"])
+    assert (root / "models/model.pt").is_file()
