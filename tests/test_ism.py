@@ -5,7 +5,7 @@ import pyroomacoustics as pra
 import pytest
 
 from dualmic.acoustics import arrival_sample, rt60
-from dualmic.ism import ism_rirs
+from dualmic.ism import ism_absorption, ism_rirs
 from dualmic.params import load_params
 from dualmic.rir import fra_rirs, image_draws
 from dualmic.room import sample_rooms
@@ -39,3 +39,12 @@ def test_ism_decays_and_leaves_global_speed_of_sound_alone(setup):
     measured = np.array([rt60(ism[b, 0, 0], sim.sample_rate) for b in range(4)])
     assert np.all((measured > 0.3 * rooms.rt60) & (measured < 1.5 * rooms.rt60))
     assert pra.constants.get("c") == 343.0
+
+
+def test_short_rt60_in_a_large_room_falls_back_to_eyring():
+    dim = np.array([10.0, 6.0, 4.0])
+    with pytest.raises(ValueError):
+        pra.inverse_sabine(0.1, dim, c=343.0)
+    absorption, order = ism_absorption(0.1, dim, 343.0)
+    assert 0.5 < absorption < 1 and order >= 1
+    assert ism_absorption(0.5, dim, 343.0) == pra.inverse_sabine(0.5, dim, c=343.0)

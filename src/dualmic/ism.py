@@ -1,7 +1,8 @@
 """Reference RIRs from pyroomacoustics' image-source method, on dualmic's room batches.
 
 Used as the ``simulate.method: ism`` alternative and as the reference of the fidelity and
-speed benchmarks. Absorption and maximum order come from ``pyroomacoustics.inverse_sabine``.
+speed benchmarks. Absorption and maximum order come from ``pyroomacoustics.inverse_sabine``
+(Eyring's formula where Sabine's cannot reach the target RT60, see :func:`ism_absorption`).
 pyroomacoustics delays every RIR by half its fractional-delay filter; that offset is removed
 so both simulators put the direct path at d / c.
 """
@@ -30,12 +31,29 @@ def ism_rirs(rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float 
     return out
 
 
+def ism_absorption(rt60: float, room_dim: np.ndarray, c: float) -> tuple[float, int]:
+    """Energy absorption and maximum image order for a target RT60.
+
+    pyroomacoustics' ``inverse_sabine`` where Sabine's formula is valid; in large rooms with a
+    short RT60 it asks for more than full absorption, and Eyring's formula (valid there, and the
+    one FRA-RIR uses) takes over, with the same maximum order rule.
+    """
+    try:
+        return pra.inverse_sabine(rt60, room_dim, c=c)
+    except ValueError:
+        lx, ly, lz = room_dim
+        volume, surface = lx * ly * lz, 2 * (lx * ly + ly * lz + lx * lz)
+        absorption = 1 - np.exp(-24 * np.log(10) * volume / (c * surface * rt60))
+        radius = min(a * b / np.hypot(a, b) for a, b in ((lx, ly), (ly, lz), (lx, lz)))
+        return float(absorption), int(np.ceil(c * rt60 / radius - 1))
+
+
 def _one_room(rooms: Rooms, b: int, sample_rate: int, n_taps: int, c: float, offset: int) -> np.ndarray:
     """(S, M, n_taps) ISM RIRs of room ``b``."""
     n_src, n_mics = rooms.src_pos.shape[1], rooms.mic_pos.shape[1]
     out = np.zeros((n_src, n_mics, n_taps), dtype=np.float32)
     dim = rooms.room_dim[b]
-    absorption, max_order = pra.inverse_sabine(float(rooms.rt60[b]), dim, c=c)
+    absorption, max_order = ism_absorption(float(rooms.rt60[b]), dim, c)
     room = pra.ShoeBox(
         dim,
         fs=sample_rate,
