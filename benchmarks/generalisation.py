@@ -127,7 +127,7 @@ def main(
             results[f"{name}.srp_phat.mae_deg"], results[f"{name}.srp_phat.acc_10deg"] = mae(srp, true)
             for b in range(min(cli_checks, n_rooms)):
                 wav = Path(tmp) / f"{name}_{b}.wav"
-                sf.write(wav, mixes[b].T, fs)
+                sf.write(wav, mixes[b].T, fs, subtype="FLOAT")  # unit-RMS audio would clip as PCM
                 cmd = [
                     sys.executable,
                     "-m",

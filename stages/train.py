@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import typer
 
-from dualmic.checkpoint import load_checkpoint, run_fingerprint
+from dualmic.checkpoint import run_fingerprint
 from dualmic.distributed import setup, teardown
 from dualmic.errors import user_errors
 from dualmic.inference import model_config, model_meta
@@ -52,8 +52,7 @@ def main(
         )
         hop_frames = max(1, round(p.evaluate.hop_s * p.simulate.sample_rate / p.features.hop))
         data = TrainData(features, labels, angles, hop_frames, p.labels.class_width_deg)
-        resume = load_checkpoint(out / "checkpoint.pt", fp) is not None
-        live = _live(live_dir, resume) if ctx.is_main else None
+        live = _live(live_dir) if ctx.is_main else None
         summary = fit(model, data, p.train, ctx, out, model_meta(p), fp, live)
         if live is not None:
             live.summary.update(summary)
@@ -61,10 +60,11 @@ def main(
         teardown(ctx)
 
 
-def _live(directory: Path, resume: bool):
+def _live(directory: Path):
+    """A fresh DVCLive log; a resumed run replays its earlier epochs from the checkpoint."""
     from dvclive import Live  # imported late: it is slow to import and only rank 0 needs it
 
-    return Live(str(directory), resume=resume, save_dvc_exp=False, dvcyaml=None)
+    return Live(str(directory), save_dvc_exp=False, dvcyaml=None)
 
 
 if __name__ == "__main__":

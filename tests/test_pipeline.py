@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from tests_support import tiny_raw_params
 
@@ -48,6 +50,8 @@ def project(tmp_path_factory) -> Path:
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw_params(), sort_keys=False))
     _run(["git", "init", "-q"], root)
+    _run(["git", "add", "-A"], root)
+    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
     _run(["dvc", "repro"], root)
     return root
 
@@ -72,6 +76,30 @@ def test_repro_builds_rirs_and_features_of_both_splits(project):
     assert np.load(project / "data/features/eval/mix.npy").shape == (3, 2, 8000)
     assert not (project / "data/features/train/mix.npy").exists()
     assert (project / "dvc.lock").is_file()
+
+
+def test_repro_trains_and_evaluates(project):
+    payload = torch.load(project / "models/model.pt", weights_only=True)
+    assert payload["meta"]["label"] == "lateral"
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    for method in ("model", "srp_phat", "constant"):
+        for key in (
+            "mae_deg",
+            "mae_slot1_deg",
+            "mae_slot2_deg",
+            "acc_5deg",
+            "acc_10deg",
+            "both_within_10deg",
+        ):
+            assert f"{method}.{key}" in metrics
+        assert 0 <= metrics[f"{method}.mae_deg"] <= 180 and 0 <= metrics[f"{method}.acc_10deg"] <= 1
+    for name in ("confusion.json", "mae_vs_rt60.csv", "mae_vs_separation.csv", "error_histogram.csv"):
+        assert (project / "metrics/plots" / name).is_file()
+    assert (project / "metrics/train/metrics.json").is_file()
+    shown = json.loads(_run(["dvc", "plots", "show", "--json"], project).stdout)
+    assert not shown.get("errors")
+    assert {"MAE vs RT60", "MAE vs source separation", "Error histogram"} <= set(shown["data"])
+    assert "metrics/train/plots/metrics/val/mae_deg.tsv" in shown["data"]
 
 
 def test_repro_again_is_a_no_op(project):

@@ -25,6 +25,9 @@ def tiny_raw_params() -> dict:
     sim["fra"]["n_images"] = 1024
     raw["features"]["duration_s"] = 0.5
     raw["features"]["batch_size"] = 4
+    raw["model"].update(dim=32, depth=1, heads=2, dim_head=16)  # 1-s window: short inputs are padded
+    raw["train"].update(epochs=1, batch_size=4, warmup_epochs=0)
+    raw["evaluate"]["srp_phat"] = True
     return raw
 
 

@@ -32,4 +32,9 @@ def load_checkpoint(path: Path, fingerprint: str) -> dict | None:
         return None  # unreadable or unsafe: ignore it, training restarts from scratch
     if not isinstance(state, dict) or state.get("fingerprint") != fingerprint:
         return None
+    if not _KEYS <= state.keys():  # written by an older dualmic: start afresh
+        return None
     return state
+
+
+_KEYS = {"epoch", "best", "history", "model", "optimizer", "scheduler", "torch_rng"}

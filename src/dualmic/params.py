@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+_MIN_PATCH_INPUT = 64  # frames (and bins) that three kernel-4 / stride-4 convolutions need
+
+
 class Params(_Section):
     simulate: SimulateParams
     sources: SourcesParams
@@ -51,6 +54,24 @@ class Params(_Section):
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+
+    @model_validator(mode="after")
+    def _model_fits_features(self):
+        from dualmic.model import PRESETS  # late: model imports torch
+
+        window_s = self.model.window_s or PRESETS[self.model.preset]["window_s"]
+        frames = 1 + int(round(window_s * self.simulate.sample_rate)) // self.features.hop
+        if frames < _MIN_PATCH_INPUT:
+            need = (_MIN_PATCH_INPUT - 1) * self.features.hop / self.simulate.sample_rate
+            raise ValueError(
+                f"model.window_s {window_s:g} s gives {frames} STFT frames; the three 4x4 patch "
+                f"convolutions need >= {_MIN_PATCH_INPUT} (window_s >= {need:g} s)"
+            )
+        if self.features.n_fft // 2 < _MIN_PATCH_INPUT:
+            raise ValueError(
+                f"features.n_fft {self.features.n_fft} gives < {_MIN_PATCH_INPUT} bins; use >= 128"
+            )
+        return self
 
     @model_validator(mode="after")
     def _splits_known(self):

@@ -18,10 +18,10 @@ sources whose statistics match the ISM's:
   ln β = −3 ln(10) · l / (c · RT60), so that energy β^(2d/l) falls by 60 dB after RT60 seconds.
 
 Impulses are accumulated at ``oversample`` × the sample rate with linear fractional-delay
-weights, band-limited and resampled to the sample rate with a zero-phase windowed-sinc
-filter, and high-passed with a zero-phase Butterworth biquad, all batched over rooms in torch
-on the CPU or a CUDA device. The random draws are made on the CPU from each room's own seed,
-so CPU and CUDA simulate the same image sources.
+weights, then one zero-phase FFT filter band-limits them, resamples them to the sample rate
+and high-passes them (the magnitude a forward-backward 2nd-order Butterworth applies), all
+batched over rooms in torch on the CPU or a CUDA device. The random draws are made on the CPU
+from each room's own seed, so CPU and CUDA simulate the same image sources.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torchaudio.functional as AF
 
 from dualmic.room import Rooms
 
@@ -66,15 +65,24 @@ def image_draws(split_seed: int, start: int, count: int, n_sources: int, n_image
     return torch.from_numpy(out)
 
 
-def _highpass_coeffs(cutoff_hz: float, sample_rate: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Second-order Butterworth high-pass (bilinear transform): (a, b) each of length 3."""
-    w0 = 2 * math.pi * cutoff_hz / sample_rate
-    alpha = math.sin(w0) / (2 * math.sqrt(0.5))
-    cos = math.cos(w0)
-    b = [(1 + cos) / 2, -(1 + cos), (1 + cos) / 2]
-    a = [1 + alpha, -2 * cos, 1 - alpha]
-    f32 = dict(dtype=torch.float32, device=device)
-    return torch.tensor(a, **f32), torch.tensor(b, **f32)
+def _pad_taps(sample_rate: int) -> int:
+    """Zero padding (100 ms) that absorbs the filter's circular wrap-around."""
+    return int(0.1 * sample_rate)
+
+
+def _band_response(n_out: int, sample_rate: int, highpass_hz: float, device) -> torch.Tensor:
+    """Real, zero-phase gain per rfft bin of an ``n_out``-sample signal: anti-alias taper near
+    Nyquist times a squared 2nd-order Butterworth high-pass magnitude."""
+    freq = torch.fft.rfftfreq(n_out, 1 / sample_rate, dtype=torch.float64)
+    nyq = sample_rate / 2
+    edge = 0.85 * nyq
+    taper = torch.where(
+        freq <= edge, torch.ones_like(freq), 0.5 * (1 + torch.cos(torch.pi * (freq - edge) / (nyq - edge)))
+    )
+    if highpass_hz > 0:
+        ratio4 = (freq / highpass_hz) ** 4
+        taper = taper * ratio4 / (1 + ratio4)
+    return taper.to(device=device, dtype=torch.float32)
 
 
 def _nearest_image_distance(src: torch.Tensor, center: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
@@ -184,12 +192,14 @@ def fra_rirs(
     r = torch.cat([r_dir, r_img], dim=-1)
     amp = torch.cat([1 / r_dir, gain[:, :, None] / r_img], dim=-1)
 
-    # accumulate at the oversampled rate with linear fractional-delay weights
-    n_hi = cfg.n_taps * os_
+    # accumulate at the oversampled rate with linear fractional-delay weights; the buffer is
+    # zero-padded so the circular FFT filter below cannot wrap the tail onto the direct path
+    n_out = cfg.n_taps + _pad_taps(fs)
+    n_hi = n_out * os_
     pos = r * (fs * os_ / c)
     idx = pos.floor()
     frac = pos - idx
-    keep = idx < n_hi - 1
+    keep = idx < cfg.n_taps * os_ - 1
     idx = torch.where(keep, idx, torch.zeros_like(idx)).long()
     amp = torch.where(keep, amp, torch.zeros_like(amp))
     B, S, M, _ = r.shape
@@ -197,9 +207,11 @@ def fra_rirs(
     buf.scatter_add_(-1, idx, amp * (1 - frac))
     buf.scatter_add_(-1, idx + 1, amp * frac)
 
-    rir = AF.resample(buf.reshape(B * S * M, n_hi), fs * os_, fs) * os_
-    rir = rir[:, : cfg.n_taps]
-    if cfg.highpass_hz > 0:
-        a, b = _highpass_coeffs(cfg.highpass_hz, fs, device)
-        rir = AF.filtfilt(rir, a, b, clamp=False)
+    # band-limit, resample and high-pass in one zero-phase filter: keep the spectrum below the
+    # target Nyquist (raised-cosine taper over its last 5 %) times |H_hp|² of a 2nd-order
+    # Butterworth (the response filtfilt applies). Keeping the first bins of the oversampled
+    # spectrum and inverting at the target length resamples; impulse heights are preserved.
+    spec = torch.fft.rfft(buf, n=n_hi)[..., : n_out // 2 + 1]
+    spec = spec * _band_response(n_out, fs, cfg.highpass_hz, device)
+    rir = torch.fft.irfft(spec, n=n_out)[..., : cfg.n_taps]
     return rir.reshape(B, S, M, cfg.n_taps).contiguous()

@@ -58,14 +58,17 @@ def fit(
     )
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
     ckpt_path = out / "checkpoint.pt"
-    start_epoch, best = 0, {"val_mae_deg": float("inf"), "epoch": -1, "state": None}
+    start_epoch, best, history = 0, {"val_mae_deg": float("inf"), "epoch": -1, "state": None}, []
     state = load_checkpoint(ckpt_path, fingerprint)
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+    if ctx.is_main:
+        for record in history:  # a resumed run's logs start with the epochs it already did
+            _log(live, record)
     rate = 0.0
     for epoch in range(start_epoch, tp.epochs):
         dataset.set_epoch(epoch)
@@ -103,18 +106,22 @@ def fit(
                     "epoch": epoch,
                     "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                 }
-            live.log_metric("train/loss", total / max(seen, 1))
-            live.log_metric("val/loss", val.loss)
-            live.log_metric("val/mae_deg", val.mae_deg)
-            live.log_metric("lr", opt.param_groups[0]["lr"])
-            live.log_metric("samples_per_s", rate)
-            live.next_step()
+            record = {
+                "train/loss": total / max(seen, 1),
+                "val/loss": val.loss,
+                "val/mae_deg": val.mae_deg,
+                "lr": opt.param_groups[0]["lr"],
+                "samples_per_s": rate,
+            }
+            history.append(record)
+            _log(live, record)
             save_checkpoint(
                 ckpt_path,
                 {
                     "fingerprint": fingerprint,
                     "epoch": epoch,
                     "best": best,
+                    "history": history,
                     "model": model.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
@@ -132,3 +139,9 @@ def fit(
         "n_train": len(train_idx),
         "n_val": len(val_idx),
     }
+
+
+def _log(live, record: dict) -> None:
+    for name, value in record.items():
+        live.log_metric(name, value)
+    live.next_step()
