@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -48,13 +49,26 @@ def simulate_batches(
     """
     split_p = sim.splits[split]
     spec, cfg, method = room_spec(sim), fra_config(sim), sim.method_for(split)
-    for start in range(0, split_p.n_rooms, sim.batch_size):
+    starts = list(range(0, split_p.n_rooms, sim.batch_size))
+
+    def prepare(start: int):
         count = min(sim.batch_size, split_p.n_rooms - start)
         rooms = sample_rooms(spec, split_p.seed, start, count)
-        if method == "ism":
-            rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound)
-        else:
-            draws = image_draws(split_p.seed, start, count, sim.n_sources, cfg.n_images)
-            with torch.inference_mode():
-                rirs = fra_rirs(rooms, draws, cfg, device).cpu().numpy()
-        yield start, rooms, rirs
+        draws = (
+            None if method == "ism" else image_draws(split_p.seed, start, count, sim.n_sources, cfg.n_images)
+        )
+        return rooms, draws
+
+    # the next batch's rooms and random draws are made while this batch simulates
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, starts[0])
+        for i, start in enumerate(starts):
+            rooms, draws = pending.result()
+            if i + 1 < len(starts):
+                pending = pool.submit(prepare, starts[i + 1])
+            if method == "ism":
+                rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound)
+            else:
+                with torch.inference_mode():
+                    rirs = fra_rirs(rooms, draws, cfg, device).cpu().numpy()
+            yield start, rooms, rirs
