@@ -34,16 +34,22 @@ def test_recipe_structure():
     assert model.pos.shape == (1, 4 * 4 + 2, 64) and model.cls.shape == (1, 2, 64)
 
 
-def test_seed_preset_is_the_published_size():
+def _preset_params(preset: str) -> dict:
+    """Tiny params with the model left to its preset (no size overrides)."""
     raw = tiny_raw_params()
-    raw["model"]["preset"] = "seed"
+    raw["model"].update(preset=preset, dim=None, depth=None, heads=8, dim_head=64)
+    return raw
+
+
+def test_seed_preset_is_the_published_size():
+    raw = _preset_params("seed")
     cfg = model_config(parse_params(raw))
     assert (cfg.dim, cfg.depth, cfg.heads, cfg.dim_head, cfg.conv_kernel_size) == (512, 8, 8, 64, 31)
     assert cfg.n_frames == 301 and PRESETS["seed"]["window_s"] == 3.0
 
 
 def test_overrides_and_channels_follow_params():
-    raw = tiny_raw_params()
+    raw = _preset_params("small")
     raw["model"]["dim"] = 48
     raw["features"]["channels"] = ["ipd", "logmag"]
     cfg = model_config(parse_params(raw))

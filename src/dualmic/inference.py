@@ -125,7 +125,8 @@ def pooled_log_probs(
 ) -> np.ndarray:
     """Average window log-probabilities: features (N, C, F, T) → (N, n_slots, n_classes) float32.
 
-    Inputs shorter than the model window are zero-padded (zero cos/sin carries no phase).
+    ``features`` is an array, a memmap or a tensor. Inputs shorter than the model window are
+    zero-padded (zero cos/sin carries no phase).
     """
     cfg = model.cfg
     n, c, f, t = features.shape
@@ -140,7 +141,11 @@ def pooled_log_probs(
     model.eval()
     with torch.inference_mode():
         for lo in range(0, n, per_batch):
-            x = torch.from_numpy(np.array(features[lo : lo + per_batch], dtype=np.float32))
+            batch = features[lo : lo + per_batch]
+            if isinstance(batch, torch.Tensor):
+                x = batch.detach().float().cpu()
+            else:  # a copy: memmaps are read-only, torch wants writable memory
+                x = torch.from_numpy(np.array(batch, dtype=np.float32))
             if t < cfg.n_frames:
                 x = torch.nn.functional.pad(x, (0, cfg.n_frames - t))
             windows = torch.stack([x[..., s : s + cfg.n_frames] for s in starts], dim=1)
