@@ -15,7 +15,6 @@ features than params.yaml describes ends the stage with one line and exit code 2
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -24,57 +23,13 @@ import typer
 from dualmic import metrics, plots
 from dualmic.baselines import constant_angles, srp_phat_angles
 from dualmic.errors import DualmicError, user_errors
-from dualmic.inference import decode_angles, load_model, model_meta, pooled_log_probs
+from dualmic.inference import check_model, decode_angles, load_model, pooled_log_probs
 from dualmic.io import load_npy, load_rooms, save_json
-from dualmic.params import Params, load_params
+from dualmic.params import load_params
 from dualmic.progress import progress_bar
 from dualmic.runtime import resolve_device
 
 app = typer.Typer(add_completion=False)
-
-# meta key of a saved model -> the params.yaml key it came from
-META_PARAMS = {
-    "label": "labels.angle",
-    "class_width_deg": "labels.class_width_deg",
-    "sample_rate": "simulate.sample_rate",
-    "n_fft": "features.n_fft",
-    "hop": "features.hop",
-    "channels": "features.channels",
-    "mic_distance_m": "simulate.mic_offsets (mic distance)",
-    "speed_of_sound": "simulate.speed_of_sound",
-}
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
-        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        return list(a) == list(b)
-    return a == b
-
-
-def check_model(path: Path, model, meta: dict, p: Params) -> None:
-    """The model must have been trained on the label convention and features params.yaml describes."""
-    expected = model_meta(p)
-    for key, where in META_PARAMS.items():
-        if key not in meta:
-            raise DualmicError(f"{path}: model meta lacks {key!r}; re-run the train stage (dvc repro)")
-        if not _same(meta[key], expected[key]):
-            raise DualmicError(
-                f"{path} was trained with {key} {meta[key]!r} but params.yaml has {where} "
-                f"{expected[key]!r}; re-run train (dvc repro) or evaluate with the params it was trained with"
-            )
-    cfg = model.cfg
-    if cfg.n_classes != p.labels.n_classes:
-        raise DualmicError(
-            f"{path} predicts {cfg.n_classes} classes but params.yaml has labels.n_classes "
-            f"{p.labels.n_classes}; re-run train (dvc repro)"
-        )
-    if cfg.n_slots != p.simulate.n_sources:
-        raise DualmicError(
-            f"{path} predicts {cfg.n_slots} sources per room but params.yaml has simulate.n_sources "
-            f"{p.simulate.n_sources}; re-run train (dvc repro)"
-        )
 
 
 def _check_rooms(named: dict[str, int]) -> int:

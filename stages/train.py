@@ -22,7 +22,7 @@ from dualmic.io import load_npy
 from dualmic.model import SSLModel
 from dualmic.params import load_params
 from dualmic.runtime import resolve_device
-from dualmic.trainer import TrainData, fit
+from dualmic.trainer import TrainData, check_features, fit
 
 app = typer.Typer(add_completion=False)
 
@@ -42,6 +42,7 @@ def main(
         labels = load_npy(features_dir / "labels.npy", mmap=False)
         angles = load_npy(features_dir / "angles.npy", mmap=False)
         cfg = model_config(p)
+        check_features(features, labels, cfg, features_dir)
         torch.manual_seed(p.train.seed)  # initial weights
         model = SSLModel(cfg)
         fp = run_fingerprint(

@@ -10,7 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests_support import tiny_params, tiny_params_file  # noqa: E402,F401  (fixtures)
+from tests_support import git_commit, make_project, run, tiny_params, tiny_params_file  # noqa: E402,F401
 
 
 def pytest_collection_modifyitems(config, items):
@@ -20,3 +20,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory) -> Path:
+    """A tiny project after one full `dvc repro`, committed. Tests must not change its files."""
+    root = make_project(tmp_path_factory.mktemp("built"))
+    run(["dvc", "repro"], root)
+    git_commit(root, "repro")
+    return root

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +11,12 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tests_support import tiny_raw_params
+from tests_support import make_project, run
 
 from dualmic.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-
-def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    env.pop("DVC_NO_ANALYTICS", None)
-    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc
 
 
 def _md5s(root: Path) -> dict[str, str]:
@@ -42,17 +30,8 @@ def _md5s(root: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     """A git + DVC copy of the repo with tiny params, after one `dvc repro`."""
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".dvcignore", "src", "stages"):
-        src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
-    (root / ".dvc").mkdir()
-    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_raw_params(), sort_keys=False))
-    _run(["git", "init", "-q"], root)
-    _run(["git", "add", "-A"], root)
-    _run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], root)
-    _run(["dvc", "repro"], root)
+    root = make_project(tmp_path_factory.mktemp("project"))
+    run(["dvc", "repro"], root)
     return root
 
 
@@ -96,20 +75,20 @@ def test_repro_trains_and_evaluates(project):
     for name in ("confusion.json", "mae_vs_rt60.csv", "mae_vs_separation.csv", "error_histogram.csv"):
         assert (project / "metrics/plots" / name).is_file()
     assert (project / "metrics/train/metrics.json").is_file()
-    shown = json.loads(_run(["dvc", "plots", "show", "--json"], project).stdout)
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
     assert not shown.get("errors")
     assert {"MAE vs RT60", "MAE vs source separation", "Error histogram"} <= set(shown["data"])
     assert "metrics/train/plots/metrics/val/mae_deg.tsv" in shown["data"]
 
 
 def test_repro_again_is_a_no_op(project):
-    out = _run(["dvc", "status"], project).stdout
+    out = run(["dvc", "status"], project).stdout
     assert "up to date" in out
 
 
 def test_forced_rerun_is_bit_identical(project):
     before = _md5s(project / "data")
-    _run(["dvc", "repro", "--force"], project)
+    run(["dvc", "repro", "--force"], project)
     assert _md5s(project / "data") == before
 
 
@@ -117,5 +96,5 @@ def test_changing_eval_params_does_not_rerun_train(project):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["simulate"]["splits"]["eval"]["n_rooms"] = 2
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = _run(["dvc", "status"], project).stdout
+    out = run(["dvc", "status"], project).stdout
     assert "simulate@eval" in out and "simulate@train" not in out

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,3 +45,34 @@ def tiny_params_file(tmp_path) -> Path:
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(tiny_raw_params(), sort_keys=False))
     return path
+
+
+def run(args: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """Run a command with the project's virtualenv first on PATH (as `make` does)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900, **kwargs)
+    if check:
+        assert proc.returncode == 0, f"{' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def make_project(root: Path, raw: dict | None = None) -> Path:
+    """A git + DVC copy of the repo (pipeline, stages, library) with tiny params, committed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "src", "stages"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+    (root / ".dvc").mkdir()
+    shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    (root / "params.yaml").write_text(yaml.safe_dump(raw or tiny_raw_params(), sort_keys=False))
+    run(["git", "init", "-q"], root)
+    git_commit(root, "init")
+    return root
+
+
+def git_commit(root: Path, message: str) -> None:
+    run(["git", "add", "-A"], root)
+    run(
+        ["git", "-c", "user.name=dualmic", "-c", "user.email=dualmic@localhost", "commit", "-qm", message],
+        root,
+    )

@@ -78,6 +78,17 @@ def predict(
             typer.echo(f"{shown} ({_LABEL_HELP.get(label, label)})")
 
 
+@app.command("sofa-info")
+def sofa_info_command(
+    path: Path = typer.Argument(..., help="a SOFA file, e.g. export/eval_rirs.sofa"),
+) -> None:
+    """Summarise a SOFA file: convention, dimensions, sampling rate, positions, extra variables."""
+    with user_errors():
+        from dualmic.sofa_info import sofa_info  # sofar and netCDF4 load only for this command
+
+        typer.echo(sofa_info(path))
+
+
 @app.command()
 def version() -> None:
     """Print the dualmic version."""

@@ -32,3 +32,9 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         print("error: interrupted; no partial output was kept", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def one_line(text: object, limit: int = 160) -> str:
+    """``text`` (an exception's message, say) squeezed onto one line of at most ``limit`` chars."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -6,6 +6,7 @@ apart, and the per-window log-probabilities are averaged (pooled) before decodin
 
 from __future__ import annotations
 
+import math
 import pickle
 import re
 import warnings
@@ -158,3 +159,57 @@ def pooled_log_probs(
 def decode_angles(log_probs: np.ndarray, class_width_deg: float) -> np.ndarray:
     """Predicted angles: centre of each slot's best class, sorted ascending: (N, n_slots) deg."""
     return np.sort(class_centre_deg(log_probs.argmax(-1), class_width_deg), axis=1)
+
+
+# meta key of a saved model -> the params.yaml key it came from
+META_PARAMS = {
+    "label": "labels.angle",
+    "class_width_deg": "labels.class_width_deg",
+    "sample_rate": "simulate.sample_rate",
+    "n_fft": "features.n_fft",
+    "hop": "features.hop",
+    "channels": "features.channels",
+    "mic_distance_m": "simulate.mic_offsets (mic distance)",
+    "speed_of_sound": "simulate.speed_of_sound",
+}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        return list(a) == list(b)
+    return a == b
+
+
+def check_model(path: str | Path, model: SSLModel, meta: dict, p: Params) -> None:
+    """The model must have been trained on the label convention and features params.yaml describes."""
+    expected = model_meta(p)
+    for key, where in META_PARAMS.items():
+        if key not in meta:
+            raise DualmicError(f"{path}: model meta lacks {key!r}; re-run the train stage (dvc repro)")
+        if not _same(meta[key], expected[key]):
+            raise DualmicError(
+                f"{path} was trained with {key} {meta[key]!r} but params.yaml has {where} "
+                f"{expected[key]!r}; re-run train (dvc repro) or evaluate with the params it was trained with"
+            )
+    cfg = model.cfg
+    if cfg.n_classes != p.labels.n_classes:
+        raise DualmicError(
+            f"{path} predicts {cfg.n_classes} classes but params.yaml has labels.n_classes "
+            f"{p.labels.n_classes}; re-run train (dvc repro)"
+        )
+    if cfg.n_slots != p.simulate.n_sources:
+        raise DualmicError(
+            f"{path} predicts {cfg.n_slots} sources per room but params.yaml has simulate.n_sources "
+            f"{p.simulate.n_sources}; re-run train (dvc repro)"
+        )
+
+
+def predict_split(model: SSLModel, features, p: Params, device: str | torch.device = "cpu") -> np.ndarray:
+    """Sorted predicted angles (rooms, n_sources) in degrees: pooled windows every
+    ``evaluate.hop_s``, centre of each slot's best class (the evaluate stage's predictions)."""
+    hop_frames = max(1, round(p.evaluate.hop_s * p.simulate.sample_rate / p.features.hop))
+    return decode_angles(
+        pooled_log_probs(model, features, hop_frames, device=device), p.labels.class_width_deg
+    )

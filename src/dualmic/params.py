@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 from dualmic.errors import DualmicError
 from dualmic.schema import (
     EvaluateParams,
+    ExportParams,
     FeaturesParams,
     FraParams,
     LabelsParams,
@@ -29,6 +30,7 @@ from dualmic.schema import (
 
 __all__ = [
     "EvaluateParams",
+    "ExportParams",
     "FeaturesParams",
     "FraParams",
     "LabelsParams",
@@ -54,6 +56,7 @@ class Params(_Section):
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
+    export: ExportParams = ExportParams()
 
     @model_validator(mode="after")
     def _model_fits_features(self):

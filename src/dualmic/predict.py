@@ -12,7 +12,6 @@ window is zero-padded. The same path as the evaluate stage: :mod:`dualmic.infere
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from dualmic.errors import DualmicError
+from dualmic.errors import DualmicError, one_line
 from dualmic.features import FeatureConfig, features_from_audio
 from dualmic.inference import decode_angles, load_model, pooled_log_probs, window_starts
 from dualmic.model import SSLModel
@@ -38,11 +37,6 @@ META_KEYS = (
     "hop_s",
 )
 _EPS = 1e-8
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
@@ -62,7 +56,7 @@ def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
     except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:
         reason = getattr(err, "error_string", None) or type(err).__name__
         raise DualmicError(
-            f"cannot read recording {p} ({_one_line(reason)}); give an audio file soundfile "
+            f"cannot read recording {p} ({one_line(reason)}); give an audio file soundfile "
             "can decode (wav, flac, ogg)"
         ) from None
     n_samples, n_channels = data.shape
@@ -108,7 +102,7 @@ def feature_config(meta: dict) -> FeatureConfig:
         )
         float(meta["hop_s"]), float(meta["class_width_deg"])
     except (TypeError, ValueError) as err:
-        raise DualmicError(f"the model file's meta has a malformed value ({_one_line(err)[:120]})") from None
+        raise DualmicError(f"the model file's meta has a malformed value ({one_line(err)[:120]})") from None
     if min(cfg.sample_rate, cfg.n_fft, cfg.hop) <= 0:
         raise DualmicError("the model file's meta has a non-positive sample_rate, n_fft or hop")
     return cfg

@@ -7,6 +7,7 @@ Each field's constraints are what a user is told when a value is wrong (see
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -242,4 +243,19 @@ class EvaluateParams(_Section):
     def _increasing(cls, v):
         if len(v) < 2 or any(b >= a for a, b in zip(v[1:], v[:-1], strict=False)):
             raise ValueError(f"{list(v)}: give at least two increasing bin edges")
+        return v
+
+
+class ExportParams(_Section):
+    n_room_files: Annotated[int, Strict(), Field(ge=0)] = 4
+    date_created: StrictStr | None = None
+
+    @field_validator("date_created")
+    @classmethod
+    def _date(cls, v):
+        if v is not None:
+            try:
+                datetime.strptime(v, "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                raise ValueError(f"{v!r} is not a 'YYYY-MM-DD hh:mm:ss' UTC time") from None
         return v

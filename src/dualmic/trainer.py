@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from dualmic.checkpoint import load_checkpoint, save_checkpoint
 from dualmic.distributed import Context, barrier
+from dualmic.errors import DualmicError
 from dualmic.inference import save_model
 from dualmic.model import SSLModel
 from dualmic.params import TrainParams
@@ -27,6 +28,21 @@ class TrainData:
     angles: np.ndarray  # (n, S) degrees
     hop_frames: int  # pooled-validation hop
     class_width_deg: float
+
+
+def check_features(features: np.ndarray, labels: np.ndarray, cfg, where) -> None:
+    """The features on disk must be what the params describe; else one clear DualmicError."""
+    if features.ndim != 4 or features.shape[1:3] != (cfg.in_channels, cfg.n_freq):
+        raise DualmicError(
+            f"{where}/features.npy is shaped {tuple(features.shape)} but the params (features.channels, "
+            f"features.n_fft) give ({cfg.in_channels}, {cfg.n_freq}) channels x bins; "
+            "re-run the features stage"
+        )
+    if labels.shape != (len(features), cfg.n_slots) or labels.min() < 0 or labels.max() >= cfg.n_classes:
+        raise DualmicError(
+            f"{where}/labels.npy does not hold {len(features)} x {cfg.n_slots} classes in "
+            f"0..{cfg.n_classes - 1}; re-run the features stage"
+        )
 
 
 def fit(

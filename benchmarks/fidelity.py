@@ -1,0 +1,707 @@
+"""Physical fidelity of dualmic's FRA-RIR against pyroomacoustics' image-source method (ISM).
+
+Both simulators render the same rooms (rooms 0..N-1 of a split's seed, default the eval split,
+with the geometry and RT60 ranges of params.yaml). For each simulator the script measures, against
+the room's geometry and target RT60 and against each other:
+
+* direct path: the sub-sample arrival time of every (source, mic) RIR against d / c, and the
+  inter-mic TDOA against the geometric one, in samples;
+* reverberation: T20 and T30 from the Schroeder decay (``acoustics.rt60``) against the target RT60;
+* DRR (``acoustics.direct_to_reverberant_db``) and the FRA-ISM DRR difference;
+* spectral distance: log-spectral distance (``dualmic.spectral.spectral_loss``, lsd) between the
+  two simulators' magnitude responses, on raw rfft bins and in third-octave bands, next to the
+  same distance between two FRA realisations of the same room (different image draws).
+
+Curves for a few rooms (Schroeder decays and the first 50 ms of the RIRs) are written as CSV for
+``dvc plots`` and as one SVG image (matplotlib is not a dependency); ``--json`` writes every number.
+
+    .venv/bin/python benchmarks/fidelity.py                      # 100 eval rooms, about 2-3 min
+    .venv/bin/python benchmarks/fidelity.py --n-rooms 20 --json fidelity.json
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyroomacoustics as pra
+import torch
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from dualmic.acoustics import arrival_sample, direct_to_reverberant_db, rt60, schroeder_decay_db
+from dualmic.errors import DualmicError, user_errors
+from dualmic.ism import ism_rirs
+from dualmic.params import load_params
+from dualmic.rir import fra_rirs, image_draws
+from dualmic.room import Rooms, sample_rooms
+from dualmic.simulation import fra_config, room_spec
+from dualmic.spectral import spectral_loss
+
+REDRAW_SEED_OFFSET = 1_000_003  # image draws of the second FRA realisation: split seed + this
+ARRIVAL_HALF_WIDTH = 24  # samples each side of the direct path used by the band-limited estimate
+ARRIVAL_SEARCH = 1.5  # samples each side of the coarse (parabolic) peak searched for the band-limited one
+# third-octave bands 1 kHz * 2^(k/3) analysed: centres 99 Hz .. 5.04 kHz, edges 88 Hz .. 5.66 kHz
+# (above FRA's 50 Hz high-pass, below its anti-alias taper from 6.8 kHz)
+BAND_K = range(-10, 8)
+ENERGY_WINDOWS_MS = ((2.5, 10.0), (2.5, 50.0), (50.0, None))  # after the direct path: early, C50-like, late
+EARLY_MS = 50.0  # length of the early-RIR plot
+DECAY_STEP_MS = 1.0  # time step of the decay curves written for plots
+
+app = typer.Typer(add_completion=False)
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+def geometric_delays(rooms: Rooms, sample_rate: int, c: float) -> np.ndarray:
+    """(B, S, M) direct-path delay d / c in samples."""
+    d = np.linalg.norm(rooms.src_pos[:, :, None] - rooms.mic_pos[:, None], axis=-1)
+    return d / c * sample_rate
+
+
+def bandlimited_arrival(
+    rirs: np.ndarray,
+    around: np.ndarray,
+    half_width: int = ARRIVAL_HALF_WIDTH,
+    search: float = ARRIVAL_SEARCH,
+    grid: float = 0.02,
+) -> np.ndarray:
+    """Fractional time of the largest peak of |h| within ``around ± search`` samples.
+
+    Cross-correlates each RIR with an ideal band-limited impulse ``sinc(n - tau)`` over a grid of
+    delays ``tau`` (the cross-correlation is the band-limited interpolation of h, so this is its
+    peak on a finely upsampled grid), then refines the best grid point with a parabola. Only the
+    ``2 * half_width + 1`` samples around ``around`` enter the sum. ``around`` is a coarse
+    estimate: :func:`measure` passes the peak found by ``acoustics.arrival_sample``, so an arrival
+    far from d/c is still found, not clipped to the search range.
+
+    Args:
+        rirs: (..., T) impulse responses.
+        around: (...) coarse arrival times in samples.
+
+    Returns:
+        (...) arrival times in samples.
+    """
+    shape = around.shape
+    h = rirs.reshape(-1, rirs.shape[-1]).astype(np.float64)
+    exp = around.reshape(-1)
+    n = np.round(exp).astype(int)[:, None] + np.arange(-half_width, half_width + 1)  # (R, K)
+    valid = (n >= 0) & (n < h.shape[-1])
+    seg = np.where(valid, np.take_along_axis(h, n.clip(0, h.shape[-1] - 1), -1), 0.0)
+    offsets = np.arange(-search, search + grid / 2, grid)
+    tau = exp[:, None] + offsets  # (R, G)
+    interp = np.einsum("rk,rgk->rg", seg, np.sinc(tau[:, :, None] - n[:, None, :]))
+    mag = np.abs(interp)
+    j = mag.argmax(-1).clip(1, len(offsets) - 2)
+    rows = np.arange(len(j))
+    a, b, c = mag[rows, j - 1], mag[rows, j], mag[rows, j + 1]
+    denom = a - 2 * b + c
+    shift = np.where(denom != 0, 0.5 * (a - c) / np.where(denom != 0, denom, 1), 0.0)
+    return (tau[rows, j] + shift.clip(-1, 1) * grid).reshape(shape)
+
+
+def parabolic_arrival(rirs: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    """(...) arrival times from ``acoustics.arrival_sample`` (peak plus a 3-point parabola)."""
+    out = np.empty(expected.shape)
+    for idx in np.ndindex(expected.shape):
+        out[idx] = arrival_sample(rirs[idx], expected[idx])
+    return out
+
+
+def third_octave_bands(k=BAND_K) -> np.ndarray:
+    """(K, 3) lower edge, centre, upper edge in Hz of base-2 third-octave bands 1 kHz * 2^(k/3)."""
+    centre = 1000 * 2.0 ** (np.asarray(k, dtype=np.float64) / 3)
+    return np.stack([centre * 2 ** (-1 / 6), centre, centre * 2 ** (1 / 6)], -1)
+
+
+def magnitudes(rirs: np.ndarray, sample_rate: int, bands: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw rfft magnitudes within the analysed range, and third-octave band amplitudes.
+
+    Returns:
+        raw (..., F) |H| of the bins from the lowest band edge to the highest; band (..., K)
+        sqrt(mean |H|^2) over the bins of each band (energy-preserving smoothing).
+    """
+    spec = np.abs(np.fft.rfft(rirs.astype(np.float64), axis=-1))
+    freq = np.fft.rfftfreq(rirs.shape[-1], 1 / sample_rate)
+    in_range = (freq >= bands[0, 0]) & (freq < bands[-1, 2])
+    band = np.stack(
+        [np.sqrt(np.mean(spec[..., (freq >= lo) & (freq < hi)] ** 2, axis=-1)) for lo, _, hi in bands], -1
+    )
+    return spec[..., in_range], band
+
+
+def per_row_lsd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(B,) LSD of each room over all its (source, mic) rows, with spectral_loss (mean reduction)."""
+    return np.array(
+        [float(spectral_loss(a[i], b[i], metric="lsd", input_scale="linear")) for i in range(len(a))]
+    )
+
+
+def energy_key(lo_ms: float, hi_ms: float | None) -> str:
+    return f"energy_{lo_ms:g}_{'end' if hi_ms is None else f'{hi_ms:g}'}ms_db"
+
+
+def window_energy_db(
+    rirs: np.ndarray, delay: np.ndarray, sample_rate: int, lo_ms: float, hi_ms: float | None
+) -> np.ndarray:
+    """Energy from ``lo_ms`` to ``hi_ms`` (None: the end) after the direct path, in dB re the
+    direct path's energy (within ±2.5 ms, as in the DRR): (...) for RIRs (..., T) and delays (...)."""
+    half = int(round(2.5e-3 * sample_rate))
+    out = np.empty(delay.shape)
+    for idx in np.ndindex(delay.shape):
+        h, c = rirs[idx].astype(np.float64), int(round(delay[idx]))
+        direct = np.sum(h[max(c - half, 0) : c + half + 1] ** 2)
+        lo = c + int(round(lo_ms * 1e-3 * sample_rate))
+        hi = None if hi_ms is None else c + int(round(hi_ms * 1e-3 * sample_rate))
+        out[idx] = 10 * np.log10(max(np.sum(h[lo:hi] ** 2), 1e-300) / direct)
+    return out
+
+
+def diffuse_theory_db(
+    rooms: Rooms, delay: np.ndarray, sample_rate: int, c: float, lo_s: float, hi_s: float | None, n_taps: int
+) -> np.ndarray:
+    """Energy from ``lo_s`` to ``hi_s`` (None: the RIR's end) after the direct path, in dB re the
+    direct path's 1/d², of an ideal exponentially decaying diffuse field (Eyring).
+
+    Image sources of density 4πd²/V with energy β^(2d/l)/d² each (β from the RT60 as in FRA-RIR)
+    give an energy (4π/V) ∫ exp(-a d) dd over the distances sound travels in the window, with
+    a = 6 ln 10 / (c RT60). Band-limiting scales direct and reverberant energy alike, so this is
+    comparable with :func:`window_energy_db` and the DRR of any simulator. (B, S) for delays (B, S).
+    """
+    d = delay / sample_rate * c
+    volume = np.prod(rooms.room_dim, axis=-1)[:, None]
+    a = (6 * np.log(10) / (c * rooms.rt60))[:, None]
+    end = c * n_taps / sample_rate
+    start = d + c * lo_s
+    stop = np.full_like(d, end) if hi_s is None else np.minimum(d + c * hi_s, end)
+    energy = 4 * np.pi / volume / a * (np.exp(-a * start) - np.exp(-a * stop))
+    return 10 * np.log10(energy * d**2)
+
+
+def measure(rirs: np.ndarray, rooms: Rooms, sample_rate: int, c: float) -> dict[str, np.ndarray]:
+    """Per-RIR measures of one simulator's RIRs (B, S, M, T)."""
+    delay = geometric_delays(rooms, sample_rate, c)
+    arrival_parabola = parabolic_arrival(rirs, delay)
+    arrival = bandlimited_arrival(rirs, arrival_parabola)
+    B, S = rirs.shape[:2]
+    t20, t30, drr = (np.full((B, S), np.nan) for _ in range(3))
+    for b in range(B):
+        for s in range(S):
+            h = rirs[b, s, 0]
+            t20[b, s] = rt60(h, sample_rate, span_db=20)
+            t30[b, s] = rt60(h, sample_rate, span_db=30)
+            drr[b, s] = direct_to_reverberant_db(h, delay[b, s, 0], sample_rate)
+    tdoa = lambda t: t[..., 1] - t[..., 0]  # noqa: E731
+    windows = {
+        energy_key(lo, hi): window_energy_db(rirs[:, :, 0], delay[..., 0], sample_rate, lo, hi)
+        for lo, hi in ENERGY_WINDOWS_MS
+    }
+    n_taps, half = rirs.shape[-1], int(round(2.5e-3 * sample_rate))  # as direct_to_reverberant_db
+    theory = {
+        f"{energy_key(lo, hi)}_vs_theory": windows[energy_key(lo, hi)]
+        - diffuse_theory_db(
+            rooms, delay[..., 0], sample_rate, c, lo * 1e-3, None if hi is None else hi * 1e-3, n_taps
+        )
+        for lo, hi in ENERGY_WINDOWS_MS
+    }
+    drr_theory = -diffuse_theory_db(
+        rooms, delay[..., 0], sample_rate, c, (half + 1) / sample_rate, None, n_taps
+    )
+    return {
+        **windows,
+        **theory,
+        "drr_vs_theory_db": drr - drr_theory,
+        "arrival_err": arrival - delay,  # (B, S, M) samples
+        "arrival_err_parabola": arrival_parabola - delay,
+        "tdoa_err": tdoa(arrival) - tdoa(delay),  # (B, S)
+        "tdoa_err_parabola": tdoa(arrival_parabola) - tdoa(delay),
+        "t20": t20,
+        "t30": t30,
+        "t20_rel": t20 / rooms.rt60[:, None] - 1,
+        "t30_rel": t30 / rooms.rt60[:, None] - 1,
+        "drr_db": drr,
+    }
+
+
+def stats_signed(x: np.ndarray) -> dict:
+    """Median |x|, median x, 90th percentile and max of |x| (NaNs ignored and counted)."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    finite = x[np.isfinite(x)]
+    return {
+        "median_abs": float(np.median(np.abs(finite))),
+        "median": float(np.median(finite)),
+        "p90_abs": float(np.percentile(np.abs(finite), 90)),
+        "max_abs": float(np.abs(finite).max()),
+        "n": int(finite.size),
+        "n_nan": int(x.size - finite.size),
+    }
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def simulate_fra(sim, rooms: Rooms, draw_seed: int, batch: int) -> np.ndarray:
+    """FRA-RIRs of ``rooms`` (rooms 0..B-1 of the split), image draws from ``draw_seed``."""
+    cfg = fra_config(sim)
+    out = []
+    for start in range(0, len(rooms), batch):
+        stop = min(start + batch, len(rooms))
+        part = Rooms(*(getattr(rooms, f)[start:stop] for f in Rooms.__dataclass_fields__))
+        draws = image_draws(draw_seed, start, stop - start, sim.n_sources, cfg.n_images)
+        with torch.inference_mode():
+            out.append(fra_rirs(part, draws, cfg).numpy())
+    return np.concatenate(out)
+
+
+def simulate_ism(sim, rooms: Rooms) -> tuple[np.ndarray, list[int]]:
+    """ISM RIRs of ``rooms``, one room per call; rooms pyroomacoustics rejects are NaN and listed."""
+    out = np.full((len(rooms), sim.n_sources, len(sim.mic_offsets), sim.n_taps), np.nan, np.float32)
+    skipped, t0, t_report = [], time.perf_counter(), time.perf_counter()
+    for b in range(len(rooms)):
+        one = Rooms(*(getattr(rooms, f)[b : b + 1] for f in Rooms.__dataclass_fields__))
+        try:
+            out[b] = ism_rirs(one, sim.sample_rate, sim.n_taps, sim.speed_of_sound)[0]
+        except ValueError:
+            skipped.append(b)
+        if time.perf_counter() - t_report > 15 or b + 1 == len(rooms):
+            t_report = time.perf_counter()
+            print(f"  ism {b + 1}/{len(rooms)} rooms, {t_report - t0:.0f} s", file=sys.stderr)
+    return out, skipped
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def write_plots(
+    plots_dir: Path, rooms: Rooms, fra, ism, fra2, sample_rate: int, c: float, n_plot: int
+) -> list[str]:
+    """CSV curves (dvc plots) and one SVG figure for rooms 0..n_plot-1, source 0, mic 0."""
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    step = max(1, int(round(DECAY_STEP_MS * 1e-3 * sample_rate)))
+    n_early = int(round(EARLY_MS * 1e-3 * sample_rate))
+    panels = []
+    onsets = np.round(geometric_delays(rooms, sample_rate, c)[:, 0, 0]).astype(int)
+    t_ms = np.arange(fra.shape[-1]) / sample_rate * 1e3
+    for b in range(min(n_plot, len(rooms))):
+        # Schroeder decays from the geometric direct-path sample, common to the three RIRs
+        curves = [schroeder_decay_db(r[b, 0, 0, onsets[b] :].astype(np.float64)) for r in (fra, ism, fra2)]
+        keep = slice(0, None, step)
+        decay_rows = np.stack([t_ms[: len(curves[0])][keep]] + [d[keep] for d in curves], -1)
+        path = plots_dir / f"decay_room{b}.csv"
+        _write_csv(path, ["time_after_direct_ms", "fra_db", "ism_db", "fra_redraw_db"], decay_rows)
+        written.append(str(path))
+        early = np.stack([t_ms[:n_early], fra[b, 0, 0, :n_early], ism[b, 0, 0, :n_early]], -1)
+        path = plots_dir / f"early_room{b}.csv"
+        _write_csv(path, ["time_ms", "fra", "ism"], early)
+        written.append(str(path))
+        title = f"room {b}: {'x'.join(f'{v:.1f}' for v in rooms.room_dim[b])} m, RT60 {rooms.rt60[b]:.2f} s"
+        # the figure shows the decays down to about -70 dB (1.2 RT60); the CSV keeps all of them
+        panels.append((title, decay_rows[decay_rows[:, 0] <= 1200 * rooms.rt60[b]], early))
+    path = plots_dir / "fidelity.svg"
+    path.write_text(_svg(panels))
+    written.append(str(path))
+    return written
+
+
+def _write_csv(path: Path, header: list[str], rows: np.ndarray) -> None:
+    lines = [",".join(header)]
+    for row in rows:
+        lines.append(",".join("" if not np.isfinite(v) else f"{v:.6g}" for v in row))
+    path.write_text("\n".join(lines) + "\n")
+
+
+_COLOURS = {"fra": "#1f77b4", "ism": "#d62728", "fra_redraw": "#7fb8e0"}
+
+
+def _svg(panels) -> str:
+    """A small hand-written SVG: per room, the Schroeder decays (left) and the early RIRs (right)."""
+    w, h, pad = 420, 220, 45
+    rows = len(panels)
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{rows * h + 30}" '
+        'font-family="sans-serif" font-size="11">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        '<text x="10" y="18" font-size="13">FRA-RIR (blue; light blue: second image draw) vs ISM (red),'
+        " source 0, mic 0</text>",
+    ]
+    for r, (title, decay, early) in enumerate(panels):
+        y0 = 30 + r * h
+        t = decay[:, 0]
+        out += _panel(
+            0,
+            y0,
+            w,
+            h,
+            pad,
+            f"{title}: Schroeder decay (dB)",
+            t,
+            [decay[:, 1], decay[:, 2], decay[:, 3]],
+            ["fra", "ism", "fra_redraw"],
+            (-70.0, 0.0),
+            "ms",
+        )
+        amp = np.nanmax(np.abs(early[:, 1:])) * 1.05
+        out += _panel(
+            w,
+            y0,
+            w,
+            h,
+            pad,
+            f"first {EARLY_MS:.0f} ms of the RIR",
+            early[:, 0],
+            [early[:, 1], early[:, 2]],
+            ["fra", "ism"],
+            (-amp, amp),
+            "ms",
+        )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def _panel(x0, y0, w, h, pad, title, t, ys, names, ylim, unit) -> list[str]:
+    left, right, top, bottom = x0 + pad, x0 + w - 10, y0 + 20, y0 + h - 25
+    tmin, tmax = float(t[0]), float(t[-1])
+
+    def sx(v):
+        return left + (v - tmin) / (tmax - tmin) * (right - left)
+
+    def sy(v):
+        return bottom - (np.clip(v, *ylim) - ylim[0]) / (ylim[1] - ylim[0]) * (bottom - top)
+
+    out = [
+        f'<text x="{left}" y="{y0 + 14}">{title}</text>',
+        f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
+        'fill="none" stroke="#888"/>',
+    ]
+    for frac in (0.0, 0.5, 1.0):
+        v = ylim[0] + frac * (ylim[1] - ylim[0])
+        out.append(f'<text x="{left - 4}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
+        tv = tmin + frac * (tmax - tmin)
+        out.append(f'<text x="{sx(tv):.1f}" y="{bottom + 14}" text-anchor="middle">{tv:.0f} {unit}</text>')
+    for y, name in zip(ys, names, strict=True):
+        ok = np.isfinite(y)
+        pts = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in zip(t[ok], y[ok], strict=True))
+        out.append(
+            f'<polyline fill="none" stroke="{_COLOURS[name]}" stroke-opacity="0.75" stroke-width="1" '
+            f'points="{pts}"/>'
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def summarise(fra_m: dict, ism_m: dict, fra2_m: dict, lsd: dict) -> dict:
+    out = {}
+    for name, m in (("fra", fra_m), ("ism", ism_m), ("fra_redraw", fra2_m)):
+        out[name] = {
+            "arrival_err_samples": stats_signed(m["arrival_err"]),
+            "arrival_err_samples_parabola": stats_signed(m["arrival_err_parabola"]),
+            "tdoa_err_samples": stats_signed(m["tdoa_err"]),
+            "tdoa_err_samples_parabola": stats_signed(m["tdoa_err_parabola"]),
+            "t20_rel_err": stats_signed(m["t20_rel"]),
+            "t30_rel_err": stats_signed(m["t30_rel"]),
+            "drr_vs_theory_db": stats_signed(m["drr_vs_theory_db"]),
+            **{
+                f"{energy_key(lo, hi)}_vs_theory": stats_signed(m[f"{energy_key(lo, hi)}_vs_theory"])
+                for lo, hi in ENERGY_WINDOWS_MS
+            },
+            "drr_db": {
+                "median": float(np.nanmedian(m["drr_db"])),
+                "p10": float(np.nanpercentile(m["drr_db"], 10)),
+                "p90": float(np.nanpercentile(m["drr_db"], 90)),
+            },
+        }
+    for pair, (a, b) in (("fra_vs_ism", (fra_m, ism_m)), ("fra_vs_fra_redraw", (fra_m, fra2_m))):
+        out[pair] = {
+            "arrival_diff_samples": stats_signed(a["arrival_err"] - b["arrival_err"]),
+            "drr_diff_db": stats_signed(a["drr_db"] - b["drr_db"]),
+            "t20_ratio_minus_1": stats_signed(a["t20"] / b["t20"] - 1),
+            "t30_ratio_minus_1": stats_signed(a["t30"] / b["t30"] - 1),
+            **{
+                f"{energy_key(lo, hi)}_diff": stats_signed(a[energy_key(lo, hi)] - b[energy_key(lo, hi)])
+                for lo, hi in ENERGY_WINDOWS_MS
+            },
+        }
+    out["lsd_db"] = lsd
+    return out
+
+
+def goals(s: dict) -> dict:
+    """The fidelity goals and whether each is met."""
+    fra, ism = s["fra"], s["ism"]
+    g = {
+        "direct_arrival_median_le_0.5_sample": fra["arrival_err_samples"]["median_abs"] <= 0.5,
+        "tdoa_median_le_0.5_sample": fra["tdoa_err_samples"]["median_abs"] <= 0.5,
+    }
+    for t in ("t20", "t30"):
+        f, i = fra[f"{t}_rel_err"]["median_abs"], ism[f"{t}_rel_err"]["median_abs"]
+        g[f"{t}_median_abs_rel_le_10pct"] = f <= 0.10
+        g[f"{t}_no_worse_than_ism"] = f <= i
+    g["drr_median_abs_diff_le_2_db"] = s["fra_vs_ism"]["drr_diff_db"]["median_abs"] <= 2.0
+    return g
+
+
+def render(result: dict, console: Console) -> None:
+    s, setup = result["summary"], result["setup"]
+    console.print(
+        f"{setup['n_rooms']} rooms of split {setup['split']} (seed {setup['seed']}), {setup['n_sources']} "
+        f"sources x {setup['n_mics']} mics, {setup['n_taps']} taps at {setup['sample_rate']} Hz; "
+        f"FRA {setup['n_images']} images; ISM skipped rooms: {result['ism_skipped_rooms'] or 'none'}"
+    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for col in (
+        "vs geometry / target",
+        "unit",
+        "FRA med|e|",
+        "FRA p90|e|",
+        "FRA med e",
+        "ISM med|e|",
+        "ISM p90|e|",
+        "ISM med e",
+    ):
+        table.add_column(col, justify="left" if col in ("vs geometry / target", "unit") else "right")
+    rows = [
+        ("arrival, band-limited", "samples", "arrival_err_samples", 4),
+        ("arrival, parabola", "samples", "arrival_err_samples_parabola", 3),
+        ("TDOA, band-limited", "samples", "tdoa_err_samples", 4),
+        ("TDOA, parabola", "samples", "tdoa_err_samples_parabola", 3),
+        ("T20 / target - 1", "%", "t20_rel_err", 1),
+        ("T30 / target - 1", "%", "t30_rel_err", 1),
+    ]
+    for label, unit, key, digits in rows:
+        scale = 100 if unit == "%" else 1
+        cells = []
+        for sim_name in ("fra", "ism"):
+            st = s[sim_name][key]
+            cells += [f"{scale * st[k]:.{digits}f}" for k in ("median_abs", "p90_abs", "median")]
+        table.add_row(label, unit, *cells)
+    console.print(table)
+    console.print(
+        f"DRR (mic 0, +-2.5 ms window) median: FRA {s['fra']['drr_db']['median']:.2f} dB, "
+        f"ISM {s['ism']['drr_db']['median']:.2f} dB"
+    )
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for col in (
+        "difference per source",
+        "unit",
+        "FRA-ISM med|d|",
+        "p90|d|",
+        "med d",
+        "FRA-redraw med|d|",
+        "p90|d|",
+        "med d",
+    ):
+        table.add_column(col, justify="left" if col in ("difference per source", "unit") else "right")
+    rows = [
+        ("arrival, band-limited", "samples", "arrival_diff_samples", 4, 1),
+        ("DRR", "dB", "drr_diff_db", 2, 1),
+        ("T20 ratio - 1", "%", "t20_ratio_minus_1", 1, 100),
+        ("T30 ratio - 1", "%", "t30_ratio_minus_1", 1, 100),
+    ] + [
+        (
+            f"energy {lo:g}-{'end' if hi is None else f'{hi:g}'} ms re direct",
+            "dB",
+            f"{energy_key(lo, hi)}_diff",
+            2,
+            1,
+        )
+        for lo, hi in ENERGY_WINDOWS_MS
+    ]
+    for label, unit, key, digits, scale in rows:
+        cells = []
+        for pair in ("fra_vs_ism", "fra_vs_fra_redraw"):
+            st = s[pair][key]
+            cells += [f"{scale * st[k]:.{digits}f}" for k in ("median_abs", "p90_abs", "median")]
+        table.add_row(label, unit, *cells)
+    console.print(table)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for col in (
+        "minus Eyring diffuse-field theory",
+        "unit",
+        "FRA med",
+        "FRA med|e|",
+        "ISM med",
+        "ISM med|e|",
+    ):
+        table.add_column(col, justify="left" if col.startswith("minus") or col == "unit" else "right")
+    rows = [("DRR", "drr_vs_theory_db")] + [
+        (
+            f"energy {lo:g}-{'end' if hi is None else f'{hi:g}'} ms re direct",
+            f"{energy_key(lo, hi)}_vs_theory",
+        )
+        for lo, hi in ENERGY_WINDOWS_MS
+    ]
+    for label, key in rows:
+        cells = [
+            f"{s[n][key][k]:+.2f}" if k == "median" else f"{s[n][key][k]:.2f}"
+            for n in ("fra", "ism")
+            for k in ("median", "median_abs")
+        ]
+        table.add_row(label, "dB", *cells)
+    console.print(table)
+    lsd = s["lsd_db"]
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    for col in (
+        "log-spectral distance (dB)",
+        "raw bins",
+        "p90 room",
+        "1/3-oct bands",
+        "p90 room",
+        "band bias",
+    ):
+        table.add_column(col, justify="left" if col.startswith("log") else "right")
+    for pair, label in (("fra_vs_ism", "FRA vs ISM"), ("fra_vs_fra_redraw", "FRA vs FRA redraw")):
+        p = lsd[pair]
+        table.add_row(
+            label,
+            f"{p['raw']:.2f}",
+            f"{p['raw_p90_room']:.2f}",
+            f"{p['bands']:.2f}",
+            f"{p['bands_p90_room']:.2f}",
+            f"{p['band_bias_db']:+.2f}",
+        )
+    console.print(table)
+    console.print(
+        f"LSD over all RIRs (mean of rows), p90 over rooms; {lsd['n_bands']} third-octave bands, centres "
+        f"{lsd['band_centres_hz'][0]:.0f}-{lsd['band_centres_hz'][-1]:.0f} Hz; band bias: mean of first - "
+        "second over RIRs and bands"
+    )
+    bias = lsd["fra_vs_ism"]["band_bias_db_per_band"]
+    console.print(
+        "FRA - ISM band level per band (dB): "
+        + ", ".join(f"{f:.0f} Hz {b:+.2f}" for f, b in zip(lsd["band_centres_hz"], bias, strict=True))
+    )
+    for name, ok in result["goals"].items():
+        console.print(f"goal {name}: {'met' if ok else 'MISSED'}")
+
+
+def _finite_or_none(x):
+    """JSON-safe lists: NaN and inf become null."""
+    if isinstance(x, dict):
+        return {k: _finite_or_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_finite_or_none(v) for v in x]
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x
+
+
+@app.command(help="Physical fidelity of FRA-RIR against pyroomacoustics ISM on the same rooms.")
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file"),
+    split: str = typer.Option("eval", help="split whose seed draws the rooms"),
+    n_rooms: int = typer.Option(100, min=1, help="rooms 0..n-1 of the split (ISM: about 1 s each)"),
+    plots_dir: Path = typer.Option(Path("docs/fidelity"), help="where the CSV curves and the SVG go"),
+    n_plot_rooms: int = typer.Option(4, min=0, help="rooms whose curves are written"),
+    threads: int = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)"),
+    json_path: Path = typer.Option(None, "--json", help="also write all numbers to this JSON file"),
+) -> None:
+    with user_errors():
+        if threads is not None:
+            torch.set_num_threads(threads)
+        sim = load_params(params).simulate
+        if split not in sim.splits:
+            raise DualmicError(f"unknown split {split!r}; simulate.splits has {', '.join(sim.splits)}")
+        seed, fs, c = sim.splits[split].seed, sim.sample_rate, sim.speed_of_sound
+        t_start = time.perf_counter()
+        rooms = sample_rooms(room_spec(sim), seed, 0, n_rooms)
+        print(f"FRA-RIR on {n_rooms} rooms (two image draws) ...", file=sys.stderr)
+        fra = simulate_fra(sim, rooms, seed, sim.batch_size)
+        fra2 = simulate_fra(sim, rooms, seed + REDRAW_SEED_OFFSET, sim.batch_size)
+        print(f"ISM on {n_rooms} rooms ...", file=sys.stderr)
+        ism, skipped = simulate_ism(sim, rooms)
+        ok = np.setdiff1d(np.arange(n_rooms), skipped)
+        if ok.size == 0:
+            raise DualmicError(f"pyroomacoustics could not simulate any of the {n_rooms} rooms")
+        keep = Rooms(*(getattr(rooms, f)[ok] for f in Rooms.__dataclass_fields__))
+        fra, fra2, ism = fra[ok], fra2[ok], ism[ok]
+
+        print("measuring ...", file=sys.stderr)
+        fra_m, ism_m, fra2_m = (measure(x, keep, fs, c) for x in (fra, ism, fra2))
+        bands = third_octave_bands()
+        spectra = {k: magnitudes(v, fs, bands) for k, v in (("fra", fra), ("ism", ism), ("fra2", fra2))}
+        lsd = {"n_bands": len(bands), "band_centres_hz": bands[:, 1].round(1).tolist()}
+        for pair, (a, b) in (("fra_vs_ism", ("fra", "ism")), ("fra_vs_fra_redraw", ("fra", "fra2"))):
+            raw_rooms = per_row_lsd(spectra[a][0], spectra[b][0])
+            band_rooms = per_row_lsd(spectra[a][1], spectra[b][1])
+            bias = 20 * np.log10(spectra[a][1] / spectra[b][1])
+            lsd[pair] = {
+                "raw": float(spectral_loss(spectra[a][0], spectra[b][0], metric="lsd", input_scale="linear")),
+                "raw_median_room": float(np.median(raw_rooms)),
+                "raw_p90_room": float(np.percentile(raw_rooms, 90)),
+                "bands": float(
+                    spectral_loss(spectra[a][1], spectra[b][1], metric="lsd", input_scale="linear")
+                ),
+                "bands_median_room": float(np.median(band_rooms)),
+                "bands_p90_room": float(np.percentile(band_rooms, 90)),
+                "band_bias_db": float(bias.mean()),
+                "band_bias_db_per_band": bias.mean(axis=(0, 1, 2)).round(3).tolist(),
+                "per_room_raw": raw_rooms.round(3).tolist(),
+                "per_room_bands": band_rooms.round(3).tolist(),
+            }
+        summary = summarise(fra_m, ism_m, fra2_m, lsd)
+        plot_files = write_plots(plots_dir, keep, fra, ism, fra2, fs, c, n_plot_rooms) if n_plot_rooms else []
+
+        result = {
+            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "seconds": time.perf_counter() - t_start,
+            "machine": {
+                "cpu_model": cpu_model(),
+                "cpu_count": os.cpu_count(),
+                "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()],
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "pyroomacoustics": pra.__version__,
+                "torch_threads": torch.get_num_threads(),
+            },
+            "setup": {
+                "params": str(params),
+                "split": split,
+                "seed": seed,
+                "n_rooms": n_rooms,
+                "n_sources": sim.n_sources,
+                "n_mics": len(sim.mic_offsets),
+                "n_taps": sim.n_taps,
+                "sample_rate": fs,
+                "n_images": sim.fra.n_images,
+                "redraw_seed": seed + REDRAW_SEED_OFFSET,
+            },
+            "ism_skipped_rooms": [int(i) for i in skipped],
+            "summary": summary,
+            "goals": goals(summary),
+            "plots": plot_files,
+            "per_source": {
+                name: {k: np.asarray(v).round(5).tolist() for k, v in m.items()}
+                for name, m in (("fra", fra_m), ("ism", ism_m), ("fra_redraw", fra2_m))
+            },
+            "rooms": {"rt60": keep.rt60.round(4).tolist(), "room_dim": keep.room_dim.round(3).tolist()},
+        }
+        render(result, Console(width=130, highlight=False, soft_wrap=True))
+        if json_path is not None:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(_finite_or_none(result), indent=1, allow_nan=False) + "\n")
+
+
+if __name__ == "__main__":
+    app()
