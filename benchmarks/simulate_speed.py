@@ -27,6 +27,7 @@ import numpy as np
 import pyroomacoustics as pra
 import torch
 import typer
+from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -43,16 +44,6 @@ N_COMPARE = 64  # rooms simulated on both CPU and CUDA to check agreement
 ARRIVAL_WINDOW_S = 1e-3  # the first-arrival window ends this long after the direct path
 
 app = typer.Typer(add_completion=False)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def peak_rss_mib() -> float:

@@ -8,7 +8,6 @@ sample, and compare FRA with the ISM on decay, DRR and spectrum.
 """
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -26,14 +25,7 @@ N_ROOMS, SEED = 6, 12
 N_TAPS = 6400  # 0.4 s at 16 kHz: the decays of RT60 <= 0.35 s reach -35 dB well before the end
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location("fidelity_benchmark", REPO / "benchmarks" / "fidelity.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-F = _load_benchmark()
+from dualmic import fidelity as F  # noqa: E402
 
 
 @pytest.fixture(scope="module")

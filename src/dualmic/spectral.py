@@ -68,7 +68,7 @@ def spectral_loss(
         inputs are converted to torch's default float dtype. Half-precision inputs are computed
         in float32 (so that ``epsilon`` does not underflow) and the result is cast back.
         Gradients flow to whichever inputs require them (``sqrt`` at an exact match has the
-        subgradient 0, not NaN).
+        subgradient 0, not NaN; linear ``"lsd"`` inputs below ``epsilon`` get no gradient).
 
     Raises:
         ValueError: an unknown ``metric``, ``input_scale`` or ``reduction``; a non-finite or
