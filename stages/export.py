@@ -32,9 +32,8 @@ from dualmic.sofa import (
     params_comment,
     predictions_per_source,
     resolve_date,
-    write_general_fir,
-    write_single_room_srir,
 )
+from dualmic.sofa_export import write_general_fir, write_single_room_srir
 
 app = typer.Typer(add_completion=False)
 

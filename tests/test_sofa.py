@@ -15,6 +15,7 @@ from dualmic import __version__
 from dualmic import sofa as dsofa
 from dualmic.errors import DualmicError
 from dualmic.room import Rooms, RoomSpec, sample_rooms
+from dualmic.sofa_export import write_general_fir, write_single_room_srir
 from dualmic.sofa_info import sofa_info
 
 DATE = "2026-01-02 03:04:05"
@@ -66,8 +67,8 @@ def _kwargs(data, **over):
 @pytest.fixture(scope="module")
 def files(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("sofa")
-    general = dsofa.write_general_fir(root / "eval_rirs.sofa", **_kwargs(data))
-    single = dsofa.write_single_room_srir(root / "rooms" / "room_0001.sofa", 1, **_kwargs(data))
+    general = write_general_fir(root / "eval_rirs.sofa", **_kwargs(data))
+    single = write_single_room_srir(root / "rooms" / "room_0001.sofa", 1, **_kwargs(data))
     return {"general": general, "single": single, "root": root}
 
 
@@ -190,15 +191,15 @@ def test_predictions_follow_the_order_of_the_true_angles():
 
 
 def test_fixed_date_gives_bit_identical_files(data, tmp_path):
-    a = dsofa.write_general_fir(tmp_path / "a" / "x.sofa", **_kwargs(data))
-    b = dsofa.write_general_fir(tmp_path / "b" / "x.sofa", **_kwargs(data))
+    a = write_general_fir(tmp_path / "a" / "x.sofa", **_kwargs(data))
+    b = write_general_fir(tmp_path / "b" / "x.sofa", **_kwargs(data))
     assert a.read_bytes() == b.read_bytes()
 
 
 def test_no_predictions_and_azimuth_label(data, tmp_path):
     frame = data["frame"]
     azimuth = frame[["src0_azimuth_deg", "src1_azimuth_deg"]].to_numpy()
-    path = dsofa.write_general_fir(
+    path = write_general_fir(
         tmp_path / "x.sofa", **_kwargs(data, predicted_angles=None, true_angles=azimuth, label="azimuth")
     )
     sofa = _read(path)
@@ -220,22 +221,20 @@ def test_no_predictions_and_azimuth_label(data, tmp_path):
 )
 def test_bad_inputs_are_one_line_errors(data, tmp_path, over, needle):
     with pytest.raises(DualmicError, match=needle) as err:
-        dsofa.write_general_fir(tmp_path / "x.sofa", **_kwargs(data, **over))
+        write_general_fir(tmp_path / "x.sofa", **_kwargs(data, **over))
     assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())
 
 
 def test_rooms_table_must_match(data, tmp_path):
     with pytest.raises(DualmicError, match="rooms table has 2 rooms"):
-        dsofa.write_general_fir(tmp_path / "x.sofa", **_kwargs(data, rooms=data["frame"].iloc[:2]))
+        write_general_fir(tmp_path / "x.sofa", **_kwargs(data, rooms=data["frame"].iloc[:2]))
     with pytest.raises(DualmicError, match="lacks column"):
-        dsofa.write_general_fir(
-            tmp_path / "x.sofa", **_kwargs(data, rooms=data["frame"].drop(columns="rt60"))
-        )
+        write_general_fir(tmp_path / "x.sofa", **_kwargs(data, rooms=data["frame"].drop(columns="rt60")))
     with pytest.raises(DualmicError, match="room index 3"):
-        dsofa.write_single_room_srir(tmp_path / "x.sofa", 3, **_kwargs(data))
+        write_single_room_srir(tmp_path / "x.sofa", 3, **_kwargs(data))
     with pytest.raises(DualmicError, match="must end in .sofa"):
-        dsofa.write_general_fir(tmp_path / "x.nc", **_kwargs(data))
+        write_general_fir(tmp_path / "x.nc", **_kwargs(data))
 
 
 def test_failed_write_leaves_nothing(data, tmp_path, monkeypatch):
@@ -248,7 +247,7 @@ def test_failed_write_leaves_nothing(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sofar, "write_sofa", broken)
     with pytest.raises(DualmicError, match=r"cannot write .*x\.sofa: disk on fire"):
-        dsofa.write_general_fir(tmp_path / "x.sofa", **_kwargs(data))
+        write_general_fir(tmp_path / "x.sofa", **_kwargs(data))
     assert [p.name for p in tmp_path.iterdir()] == ["x.sofa"]
     assert (tmp_path / "x.sofa").read_text() == "old"
 
