@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _paths  # noqa: F401, I001  (first: this repo's src/ before any installed dualmic)
 import numpy as np
 import typer
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import _paths  # noqa: F401, I001  (first: this repo's src/ before any installed dualmic)
 import typer
 
 from dualmic.dataset import feature_batches, feature_config, split_labels

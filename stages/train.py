@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import _paths  # noqa: F401, I001  (first: this repo's src/ before any installed dualmic)
 import torch
 import typer
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,10 @@ def test_changing_eval_params_does_not_rerun_train(project):
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "status"], project).stdout
     assert "simulate@eval" in out and "simulate@train" not in out
+
+
+def test_stages_run_the_library_of_their_own_copy(project):
+    """DVC experiments run in copies of the repo: their stages must import that copy's src/."""
+    code = "import sys; sys.path.insert(0, 'stages'); import _paths, dualmic; print(dualmic.__file__)"
+    where = Path(run([sys.executable, "-c", code], project).stdout.strip())
+    assert where.resolve().is_relative_to((project / "src").resolve())

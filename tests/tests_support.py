@@ -59,7 +59,7 @@ def run(args: list[str], cwd: Path, check: bool = True, **kwargs) -> subprocess.
 def make_project(root: Path, raw: dict | None = None) -> Path:
     """A git + DVC copy of the repo (pipeline, stages, library) with tiny params, committed."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "src", "stages"):
+    for name in ("dvc.yaml", ".dvcignore", ".gitignore", "src", "stages", "benchmarks"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     (root / ".dvc").mkdir()
