@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from dualmic.io import atomic_path
+from dualmic.io import save_torch
 
 
 def run_fingerprint(config: dict) -> str:
@@ -18,8 +18,7 @@ def run_fingerprint(config: dict) -> str:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch(path, state)
 
 
 def load_checkpoint(path: Path, fingerprint: str) -> dict | None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dualmic.errors import DualmicError
-from dualmic.io import atomic_path
+from dualmic.io import save_torch
 from dualmic.labels import class_centre_deg
 from dualmic.model import PRESETS, ModelConfig, SSLModel
 from dualmic.params import Params
@@ -75,8 +75,7 @@ def save_model(path: str | Path, model: SSLModel, meta: dict) -> None:
         "meta": meta,
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    save_torch(path, payload)
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, dict]:

@@ -144,3 +144,19 @@ def load_rooms(path: str | os.PathLike, n_rooms: int | None = None) -> pd.DataFr
     if n_rooms is not None and len(frame) != n_rooms:
         raise DualmicError(f"{p} has {len(frame)} rooms but rirs.npy has {n_rooms}; re-run simulate")
     return frame
+
+
+def save_torch(path: str | os.PathLike, payload) -> None:
+    """``torch.save`` atomically and byte-for-byte reproducibly.
+
+    Saved to memory first: torch names the archive inside the file after the file, and the
+    temporary file's random name would otherwise make identical payloads differ.
+    """
+    import io as _io
+
+    import torch
+
+    buffer = _io.BytesIO()
+    torch.save(payload, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getvalue())
