@@ -6,8 +6,9 @@ Two conventions are written with sofar (every file passes ``Sofa.verify()``):
   measurement per (room, source), ``m = room * n_sources + source``; R = 2 receivers (the mics);
   ``Data.IR`` (M, R, N).
 * **SingleRoomSRIR 1.0** (:func:`dualmic.sofa_export.write_single_room_srir`): one room per
-  file, one measurement per source (M = n_sources), with ``RoomCornerA`` = (0, 0, 0) and ``RoomCornerB`` = the room size
-  (``GLOBAL:RoomType`` shoebox), as that convention defines a shoebox room.
+  file, one measurement per source (M = n_sources), with ``RoomCornerA`` = (0, 0, 0) and
+  ``RoomCornerB`` = the room size (``GLOBAL:RoomType`` shoebox), as that convention defines a
+  shoebox room.
 
 Geometry (all cartesian, metres):
 
