@@ -139,3 +139,19 @@ def test_distributed_training_on_cpu_with_gloo(train_dir, tmp_path):
     metrics = _train(root, tuple(torchrun))
     assert metrics["step"] == 1 and np.isfinite(metrics["val"]["mae_deg"])
     assert (root / "models/model.pt").is_file()
+
+
+def test_checkpoints_do_not_outlive_a_change_of_params_or_code(tmp_path, monkeypatch):
+    from dualmic import checkpoint
+
+    base = checkpoint.run_fingerprint({"train": {"lr": 0.001}})
+    assert checkpoint.run_fingerprint({"train": {"lr": 0.001}}) == base
+    assert checkpoint.run_fingerprint({"train": {"lr": 0.002}}) != base
+    code = tmp_path / "pkg"
+    code.mkdir()
+    for name in checkpoint._TRAINING_CODE:
+        (code / name).write_text("x = 1\n")
+    monkeypatch.setattr(checkpoint, "__file__", str(code / "checkpoint.py"))
+    before = checkpoint.run_fingerprint({})
+    (code / "trainer.py").write_text("x = 2\n")
+    assert checkpoint.run_fingerprint({}) != before

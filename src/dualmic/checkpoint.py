@@ -11,10 +11,18 @@ import torch
 
 from dualmic.io import save_torch
 
+# modules whose code decides what training computes: a change to any of them starts afresh
+_TRAINING_CODE = ("model.py", "training.py", "trainer.py", "inference.py", "checkpoint.py")
+
 
 def run_fingerprint(config: dict) -> str:
-    """Hash of everything that defines a training run (params of the data, model and training)."""
-    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Hash of everything that defines a training run: the params of the data, model and
+    training, and the code of the modules that train, so no checkpoint outlives a code change."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    here = Path(__file__).parent
+    for name in _TRAINING_CODE:
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
