@@ -273,6 +273,23 @@ def goals(s: dict) -> dict:
     return g
 
 
+def _stats_table(summary: dict, first: str, groups: list[tuple[str, tuple[str, ...]]], rows) -> Table:
+    """A table of (median |x|, p90 |x|, median x) per group; rows are (label, unit, key, digits, scale)."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column(first)
+    table.add_column("unit")
+    for _, names in groups:
+        for name in names:
+            table.add_column(name, justify="right")
+    for label, unit, key, digits, scale in rows:
+        cells = []
+        for group, _ in groups:
+            st = summary[group][key]
+            cells += [f"{scale * st[k]:.{digits}f}" for k in ("median_abs", "p90_abs", "median")]
+        table.add_row(label, unit, *cells)
+    return table
+
+
 def render(result: dict, console: Console) -> None:
     s, setup = result["summary"], result["setup"]
     console.print(
@@ -280,50 +297,29 @@ def render(result: dict, console: Console) -> None:
         f"sources x {setup['n_mics']} mics, {setup['n_taps']} taps at {setup['sample_rate']} Hz; "
         f"FRA {setup['n_images']} images; ISM skipped rooms: {result['ism_skipped_rooms'] or 'none'}"
     )
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    for col in (
-        "vs geometry / target",
-        "unit",
-        "FRA med|e|",
-        "FRA p90|e|",
-        "FRA med e",
-        "ISM med|e|",
-        "ISM p90|e|",
-        "ISM med e",
-    ):
-        table.add_column(col, justify="left" if col in ("vs geometry / target", "unit") else "right")
     rows = [
-        ("arrival, band-limited", "samples", "arrival_err_samples", 4),
-        ("arrival, parabola", "samples", "arrival_err_samples_parabola", 3),
-        ("TDOA, band-limited", "samples", "tdoa_err_samples", 4),
-        ("TDOA, parabola", "samples", "tdoa_err_samples_parabola", 3),
-        ("T20 / target - 1", "%", "t20_rel_err", 1),
-        ("T30 / target - 1", "%", "t30_rel_err", 1),
+        ("arrival, band-limited", "samples", "arrival_err_samples", 4, 1),
+        ("arrival, parabola", "samples", "arrival_err_samples_parabola", 3, 1),
+        ("TDOA, band-limited", "samples", "tdoa_err_samples", 4, 1),
+        ("TDOA, parabola", "samples", "tdoa_err_samples_parabola", 3, 1),
+        ("T20 / target - 1", "%", "t20_rel_err", 1, 100),
+        ("T30 / target - 1", "%", "t30_rel_err", 1, 100),
     ]
-    for label, unit, key, digits in rows:
-        scale = 100 if unit == "%" else 1
-        cells = []
-        for sim_name in ("fra", "ism"):
-            st = s[sim_name][key]
-            cells += [f"{scale * st[k]:.{digits}f}" for k in ("median_abs", "p90_abs", "median")]
-        table.add_row(label, unit, *cells)
-    console.print(table)
+    console.print(
+        _stats_table(
+            s,
+            "vs geometry / target",
+            [
+                ("fra", ("FRA med|e|", "FRA p90|e|", "FRA med e")),
+                ("ism", ("ISM med|e|", "ISM p90|e|", "ISM med e")),
+            ],
+            rows,
+        )
+    )
     console.print(
         f"DRR (mic 0, +-2.5 ms window) median: FRA {s['fra']['drr_db']['median']:.2f} dB, "
         f"ISM {s['ism']['drr_db']['median']:.2f} dB"
     )
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False)
-    for col in (
-        "difference per source",
-        "unit",
-        "FRA-ISM med|d|",
-        "p90|d|",
-        "med d",
-        "FRA-redraw med|d|",
-        "p90|d|",
-        "med d",
-    ):
-        table.add_column(col, justify="left" if col in ("difference per source", "unit") else "right")
     rows = [
         ("arrival, band-limited", "samples", "arrival_diff_samples", 4, 1),
         ("DRR", "dB", "drr_diff_db", 2, 1),
@@ -339,13 +335,17 @@ def render(result: dict, console: Console) -> None:
         )
         for lo, hi in ENERGY_WINDOWS_MS
     ]
-    for label, unit, key, digits, scale in rows:
-        cells = []
-        for pair in ("fra_vs_ism", "fra_vs_fra_redraw"):
-            st = s[pair][key]
-            cells += [f"{scale * st[k]:.{digits}f}" for k in ("median_abs", "p90_abs", "median")]
-        table.add_row(label, unit, *cells)
-    console.print(table)
+    console.print(
+        _stats_table(
+            s,
+            "difference per source",
+            [
+                ("fra_vs_ism", ("FRA-ISM med|d|", "p90|d|", "med d")),
+                ("fra_vs_fra_redraw", ("FRA-redraw med|d|", "p90|d|", "med d")),
+            ],
+            rows,
+        )
+    )
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
     for col in (
         "minus Eyring diffuse-field theory",
