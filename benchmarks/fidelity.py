@@ -38,9 +38,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from dualmic.acoustics import schroeder_decay_db
-from dualmic.errors import DualmicError, user_errors
-from dualmic.fidelity import (
+from dualmic.core.errors import DualmicError, user_errors
+from dualmic.core.params import load_params
+from dualmic.sim.acoustics import schroeder_decay_db
+from dualmic.sim.batches import fra_config, room_spec
+from dualmic.sim.fidelity import (
     ENERGY_WINDOWS_MS,
     energy_key,
     geometric_delays,
@@ -50,11 +52,9 @@ from dualmic.fidelity import (
     stats_signed,
     third_octave_bands,
 )
-from dualmic.ism import ism_rirs
-from dualmic.params import load_params
-from dualmic.rir import fra_rirs, image_draws
-from dualmic.room import Rooms, sample_rooms
-from dualmic.simulation import fra_config, room_spec
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.ism import ism_rirs
+from dualmic.sim.rooms import Rooms, sample_rooms
 from dualmic.spectral import spectral_loss
 
 REDRAW_SEED_OFFSET = 1_000_003  # image draws of the second FRA realisation: split seed + this

@@ -28,14 +28,14 @@ import torch
 import torchaudio.functional as AF
 import typer
 
-from dualmic.baselines import srp_phat_angles
-from dualmic.inference import load_model
-from dualmic.ism import ism_rirs
-from dualmic.params import load_params
+from dualmic.core.params import load_params
+from dualmic.learn.model_file import load_model
 from dualmic.predict import predict_angles
-from dualmic.rir import fra_rirs, image_draws
-from dualmic.room import sample_rooms
-from dualmic.simulation import fra_config, room_spec
+from dualmic.scoring.baselines import srp_phat_angles
+from dualmic.sim.batches import fra_config, room_spec
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.ism import ism_rirs
+from dualmic.sim.rooms import sample_rooms
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog near the river bank.",

@@ -32,13 +32,13 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from dualmic.errors import DualmicError, user_errors
-from dualmic.ism import ism_rirs
-from dualmic.params import load_params
-from dualmic.rir import fra_rirs, image_draws
-from dualmic.room import Rooms, RoomSpec, sample_rooms
-from dualmic.runtime import resolve_device
-from dualmic.simulation import fra_config, room_spec, simulate_batches
+from dualmic.core.device import resolve_device
+from dualmic.core.errors import DualmicError, user_errors
+from dualmic.core.params import load_params
+from dualmic.sim.batches import fra_config, room_spec, simulate_batches
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.ism import ism_rirs
+from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
 N_COMPARE = 64  # rooms simulated on both CPU and CUDA to check agreement
 ARRIVAL_WINDOW_S = 1e-3  # the first-arrival window ends this long after the direct path

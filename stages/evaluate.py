@@ -1,44 +1,13 @@
-"""DVC stage evaluate: score the trained model, SRP-PHAT and a constant guess on the eval rooms.
-
-Reads data/features/eval/{features,labels,angles,mix}.npy, data/rirs/eval/rooms.csv (RT60 per
-room), models/model.pt and, for the constant baseline only, data/features/train/angles.npy
-(no other training data). Writes:
-
-* <metrics>/eval.json: flat ``model.*``, ``srp_phat.*``, ``constant.*`` scores
-  (:func:`dualmic.metrics.summary`) plus ``label``, the angle they are scored on;
-* <plots>/confusion.json, mae_vs_rt60.csv, mae_vs_separation.csv, error_histogram.csv
-  (:mod:`dualmic.plots`).
-
-Nothing is written unless every input is consistent: a model trained for another label or other
-features than params.yaml describes ends the stage with one line and exit code 2.
-"""
-
-from __future__ import annotations
+"""DVC stage evaluate: model, SRP-PHAT and a constant guess on the eval rooms (dualmic.pipeline.evaluate)."""
 
 from pathlib import Path
 
-import _paths  # noqa: F401, I001  (first: this repo's src/ before any installed dualmic)
-import numpy as np
 import typer
 
-from dualmic import metrics, plots
-from dualmic.baselines import constant_angles, srp_phat_angles
-from dualmic.errors import DualmicError, user_errors
-from dualmic.inference import check_model, decode_angles, load_model, pooled_log_probs
-from dualmic.io import load_npy, load_rooms, save_json
-from dualmic.params import load_params
-from dualmic.progress import progress_bar
-from dualmic.runtime import resolve_device
+from dualmic.core.errors import user_errors
+from dualmic.pipeline import evaluate
 
 app = typer.Typer(add_completion=False)
-
-
-def _check_rooms(named: dict[str, int]) -> int:
-    counts = set(named.values())
-    if len(counts) != 1:
-        listing = ", ".join(f"{k} {v}" for k, v in named.items())
-        raise DualmicError(f"eval inputs disagree on the number of rooms ({listing}); re-run dvc repro")
-    return counts.pop()
 
 
 @app.command()
@@ -52,85 +21,9 @@ def main(
 ) -> None:
     """Score the model and the baselines on the eval split."""
     with user_errors():
-        p = load_params(params)
-        device = resolve_device(p.train.device)
-        net, meta = load_model(model, device)
-        check_model(model, net, meta, p)
-
-        eval_dir = features_dir / "eval"
-        feats = load_npy(eval_dir / "features.npy")
-        classes = np.asarray(load_npy(eval_dir / "labels.npy"))
-        angles = np.asarray(load_npy(eval_dir / "angles.npy"), dtype=np.float64)
-        mix = load_npy(eval_dir / "mix.npy") if p.evaluate.srp_phat else None
-        rooms = load_rooms(rirs_dir / "eval" / "rooms.csv")
-        train_angles = np.asarray(load_npy(features_dir / "train" / "angles.npy"))
-        sizes = {"features.npy": len(feats), "labels.npy": len(classes), "angles.npy": len(angles)}
-        sizes["rooms.csv"] = len(rooms)
-        if mix is not None:
-            sizes["mix.npy"] = len(mix)
-        n = _check_rooms(sizes)
-        n_src = p.simulate.n_sources
-        for name, arr in (
-            ("labels.npy", classes),
-            ("angles.npy", angles),
-            ("train angles.npy", train_angles),
-        ):
-            if arr.ndim != 2 or arr.shape[1] != n_src:
-                raise DualmicError(
-                    f"{name} has shape {arr.shape}; expected (rooms, {n_src}); re-run dvc repro"
-                )
-        if feats.ndim != 4 or (mix is not None and (mix.ndim != 3 or mix.shape[1] != 2)):
-            shapes = f"features.npy {feats.shape}" + (f", mix.npy {mix.shape}" if mix is not None else "")
-            raise DualmicError(
-                f"eval arrays have shapes {shapes}; expected (rooms, C, F, T) and (rooms, 2, samples)"
-            )
-        if "rt60" not in rooms.columns:
-            raise DualmicError(
-                f"{rirs_dir / 'eval' / 'rooms.csv'} lacks column rt60; re-run the simulate stage"
-            )
-
-        hop_frames = max(1, round(p.evaluate.hop_s * p.simulate.sample_rate / p.features.hop))
-        log_probs = pooled_log_probs(net, feats, hop_frames, device=device)
-        pred = {"model": decode_angles(log_probs, p.labels.class_width_deg)}
-        pred_classes = np.sort(log_probs.argmax(-1), axis=1)
-        if mix is not None:
-            with progress_bar("srp-phat eval", n) as bar:
-                pred["srp_phat"] = srp_phat_angles(
-                    mix,
-                    meta["mic_distance_m"],
-                    p.simulate.sample_rate,
-                    p.features.n_fft,
-                    n_sources=n_src,
-                    speed_of_sound=p.simulate.speed_of_sound,
-                    hop=p.features.hop,
-                    progress=bar,
-                )
-        pred["constant"] = constant_angles(train_angles, n)
-
-        errors = {name: metrics.slot_errors(pr, angles) for name, pr in pred.items()}
-        scores: dict = {"label": p.labels.angle}
-        for name, pr in pred.items():
-            scores.update(metrics.summary(pr, angles, name))
-        rt60 = rooms["rt60"].to_numpy(dtype=np.float64)
-        separation = metrics.separation_deg(angles)
-
-        plots.write_confusion(plots_dir / "confusion.json", classes, pred_classes, p.labels.class_width_deg)
-        plots.write_binned_mae(
-            plots_dir / "mae_vs_rt60.csv",
-            "rt60_s",
-            {k: metrics.binned_mae(rt60, e, p.evaluate.rt60_bins) for k, e in errors.items()},
-        )
-        plots.write_binned_mae(
-            plots_dir / "mae_vs_separation.csv",
-            "separation_deg",
-            {k: metrics.binned_mae(separation, e, p.evaluate.separation_bins_deg) for k, e in errors.items()},
-        )
-        plots.write_error_histogram(plots_dir / "error_histogram.csv", errors)
-        save_json(metrics_dir / "eval.json", scores)
-        typer.echo(
-            "eval: " + ", ".join(f"{k} MAE {scores[f'{k}.mae_deg']:.2f} deg" for k in pred) + f" ({n} rooms)",
-            err=True,
-        )
+        scores = evaluate.run(params, features_dir, rirs_dir, model, metrics_dir, plots_dir)
+        names = [k.removesuffix(".mae_deg") for k in scores if k.endswith(".mae_deg")]
+        typer.echo("eval: " + ", ".join(f"{k} MAE {scores[f'{k}.mae_deg']:.2f} deg" for k in names), err=True)
 
 
 if __name__ == "__main__":

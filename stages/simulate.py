@@ -1,25 +1,11 @@
-"""DVC stage simulate@<split>: rooms and their two-mic RIRs.
-
-Writes data/rirs/<split>/rirs.npy (n_rooms, n_sources, n_mics, n_taps) float32 and
-data/rirs/<split>/rooms.csv (geometry and both angle labels of every source).
-"""
-
-from __future__ import annotations
+"""DVC stage simulate@<split>: rooms and two-mic RIRs (see dualmic.pipeline.simulate)."""
 
 from pathlib import Path
 
-import _paths  # noqa: F401, I001  (first: this repo's src/ before any installed dualmic)
-import numpy as np
-import pandas as pd
 import typer
 
-from dualmic.acoustics import rir_summary
-from dualmic.errors import DualmicError, user_errors
-from dualmic.io import npy_writer, save_csv, save_json
-from dualmic.params import load_params
-from dualmic.progress import progress_bar
-from dualmic.runtime import resolve_device
-from dualmic.simulation import simulate_batches
+from dualmic.core.errors import user_errors
+from dualmic.pipeline import simulate
 
 app = typer.Typer(add_completion=False)
 
@@ -34,36 +20,7 @@ def main(
 ) -> None:
     """Simulate the rooms and RIRs of one split."""
     with user_errors():
-        p = load_params(params)
-        sim = p.simulate
-        if split not in sim.splits:
-            raise DualmicError(f"unknown split {split!r}; simulate.splits has {', '.join(sim.splits)}")
-        device = resolve_device(sim.device)
-        n_rooms = sim.splits[split].n_rooms
-        shape = (n_rooms, sim.n_sources, len(sim.mic_offsets), sim.n_taps)
-        tables, checked = [], []
-        with (
-            npy_writer(out / split / "rirs.npy", shape, "float32") as rirs,
-            progress_bar(f"simulate {split} ({sim.method_for(split)}, {device})", n_rooms) as bar,
-        ):
-            for start, rooms, batch in simulate_batches(sim, split, device):
-                rirs[start : start + len(rooms)] = batch
-                tables.append(rooms.to_frame())
-                if start < n_check:
-                    checked.append((rooms, batch))
-                bar(len(rooms))
-            save_csv(out / split / "rooms.csv", pd.concat(tables, ignore_index=True))
-        save_json(metrics / f"simulate_{split}.json", _physics_summary(checked, n_check, sim))
-
-
-def _physics_summary(checked, n_check: int, sim) -> dict:
-    """Measured RT60 / DRR / direct-delay accuracy of the first ``n_check`` rooms."""
-    rirs = np.concatenate([b for _, b in checked])[:n_check]
-    rt60 = np.concatenate([r.rt60 for r, _ in checked])[:n_check]
-    src = np.concatenate([r.src_pos for r, _ in checked])[:n_check]
-    mics = np.concatenate([r.mic_pos for r, _ in checked])[:n_check]
-    delay = np.linalg.norm(src[:, :, None] - mics[:, None], axis=-1) / sim.speed_of_sound * sim.sample_rate
-    return rir_summary(rirs, rt60, delay, sim.sample_rate)
+        simulate.run(split, params, out, metrics, n_check)
 
 
 if __name__ == "__main__":

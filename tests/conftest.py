@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-
-sys.path.insert(0, str(Path(__file__).parent))
-# stage scripts loaded in-process import their sibling stages/_paths.py, as when run as scripts
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "stages"))
-
-from tests_support import git_commit, make_project, run, tiny_params, tiny_params_file  # noqa: E402,F401
+from tests_support import git_commit, make_project, run, tiny_params, tiny_params_file  # noqa: F401
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,4 @@
-"""Tests of dualmic.baselines: SRP-PHAT on synthetic anechoic mixtures, the constant guess."""
+"""Tests of dualmic.scoring.baselines: SRP-PHAT on synthetic anechoic mixtures, the constant guess."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import yaml
 
-from dualmic.baselines import constant_angles, grid_peaks, srp_phat_angles, stft_frames
-from dualmic.sources import source_signals
+from dualmic.data.sources import source_signals
+from dualmic.scoring.baselines import constant_angles, grid_peaks, srp_phat_angles, stft_frames
 
 FS = 16000
 C = 343.0

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,16 +14,25 @@ import pytest
 import torch
 import yaml
 from tests_support import REPO, tiny_raw_params
-from typer.testing import CliRunner
 
-from dualmic.inference import model_config, model_meta, save_model
-from dualmic.io import save_npy
-from dualmic.labels import angle_to_class
-from dualmic.model import SSLModel
-from dualmic.params import parse_params
+from dualmic.core.errors import DualmicError
+from dualmic.core.files import save_csv, save_npy
+from dualmic.core.labels import angle_to_class
+from dualmic.core.params import parse_params
+from dualmic.learn.model import SSLModel
+from dualmic.learn.model_file import model_config, model_meta, save_model
+from dualmic.pipeline import evaluate
+from dualmic.sim.batches import room_spec
+from dualmic.sim.rooms import sample_rooms
 
 SCRIPT = REPO / "stages" / "evaluate.py"
-PLOT_FILES = ("confusion.json", "mae_vs_rt60.csv", "mae_vs_separation.csv", "error_histogram.csv")
+PLOT_FILES = (
+    "confusion.json",
+    "mae_vs_rt60.csv",
+    "mae_vs_separation.csv",
+    "error_histogram.csv",
+    "polar_error.csv",
+)
 
 
 def _write_params(path: Path, **sections) -> Path:
@@ -60,7 +69,8 @@ def _make_inputs(root: Path, params_path: Path, model_labels: str = "lateral") -
     )
     rirs = root / "rirs"
     (rirs / "eval").mkdir(parents=True)
-    pd.DataFrame({"rt60": rng.uniform(0.1, 0.7, n)}).to_csv(rirs / "eval" / "rooms.csv", index=False)
+    frame = sample_rooms(room_spec(p.simulate), p.simulate.split("eval").seed, 0, n).to_frame()
+    save_csv(rirs / "eval" / "rooms.csv", frame)
     raw["labels"]["angle"] = model_labels
     trained = parse_params(raw)
     torch.manual_seed(0)
@@ -122,27 +132,23 @@ def test_model_for_other_label_is_refused(tmp_path):
     assert not (tmp_path / "metrics").exists() and not (tmp_path / "plots").exists()
 
 
-@pytest.fixture(scope="module")
-def evaluate_app():
-    spec = importlib.util.spec_from_file_location("evaluate_stage", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.app
+def _evaluate(params: Path, paths: dict[str, Path], root: Path) -> dict:
+    return evaluate.run(
+        params, paths["features"], paths["rirs"], paths["model"], root / "metrics", root / "plots"
+    )
 
 
-def test_without_srp_phat_and_other_features(tmp_path, evaluate_app):
+def test_without_srp_phat_and_other_features(tmp_path):
     """srp_phat false: no srp_phat metrics, empty plot columns; other features channels refused."""
     params = _write_params(tmp_path / "params.yaml", evaluate={"srp_phat": False})
     paths = _make_inputs(tmp_path, params)
     (paths["features"] / "eval" / "mix.npy").unlink()  # not needed without SRP-PHAT
-    result = CliRunner().invoke(evaluate_app, _args(params, paths, tmp_path))
-    assert result.exit_code == 0, result.output
+    _evaluate(params, paths, tmp_path)
     scores = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     assert "model.mae_deg" in scores and "constant.mae_deg" in scores
     assert not any(k.startswith("srp_phat.") for k in scores)
     assert pd.read_csv(tmp_path / "plots" / "mae_vs_rt60.csv")["srp_phat"].isna().all()
 
     logmag = _write_params(tmp_path / "logmag.yaml", features={"channels": ["ipd", "logmag"]})
-    result = CliRunner().invoke(evaluate_app, _args(logmag, paths, tmp_path))
-    assert result.exit_code == 2
-    assert "features.channels ['ipd', 'logmag']" in result.output
+    with pytest.raises(DualmicError, match=re.escape("features.channels ['ipd', 'logmag']")):
+        _evaluate(logmag, paths, tmp_path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,22 +14,16 @@ import sofar
 import torch
 import yaml
 from tests_support import REPO, tiny_raw_params
-from typer.testing import CliRunner
 
-from dualmic.errors import DualmicError
-from dualmic.inference import (
-    decode_angles,
-    load_model,
-    model_config,
-    model_meta,
-    pooled_log_probs,
-    save_model,
-)
-from dualmic.io import save_csv, save_npy
-from dualmic.model import SSLModel
-from dualmic.params import parse_params
-from dualmic.room import RoomSpec, sample_rooms
-from dualmic.sofa_info import sofa_info
+from dualmic.core.errors import DualmicError
+from dualmic.core.files import save_csv, save_npy
+from dualmic.core.params import parse_params
+from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.learn.model import SSLModel
+from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
+from dualmic.pipeline import export
+from dualmic.sim.rooms import RoomSpec, sample_rooms
+from dualmic.sofa.info import sofa_info
 
 SCRIPT = REPO / "stages" / "export.py"
 DATE = "2026-11-21 00:00:00"
@@ -82,22 +76,14 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def export_module():
-    spec = importlib.util.spec_from_file_location("export_stage", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _export(paths: dict[str, Path], room_files: int | None = None, date: str = DATE):
+    return export.run(
+        paths["params"], paths["rirs"], paths["features"], paths["model"], paths["out"], room_files, date
+    )
 
 
-@pytest.fixture(scope="module")
-def export_app(export_module):
-    return export_module.app
-
-
-def test_room_file_count_comes_from_option_then_params_then_default(export_module):
-    pick = export_module._n_room_files
-    assert pick(None, SimpleNamespace()) == 4  # params.yaml without an export section
+def test_room_file_count_comes_from_option_then_params_then_default():
+    pick = export.n_room_files
     assert pick(None, SimpleNamespace(export=SimpleNamespace(n_room_files=2))) == 2
     assert pick(7, SimpleNamespace(export=SimpleNamespace(n_room_files=2))) == 7
     with pytest.raises(DualmicError, match="export.n_room_files -1"):
@@ -145,7 +131,7 @@ def test_export_end_to_end(tmp_path):
         np.testing.assert_array_equal(room.PredictedAngle, pred[i])
     info = sofa_info(out / "eval_rirs.sofa")
     assert "GeneralFIR" in info and "M = 6" in info and "sampling rate: 16000 hertz" in info
-    assert "export:" in proc.stderr and "6 IRs" in proc.stderr
+    assert "export:" in proc.stderr and "(3 rooms) and 3 room file(s)" in proc.stderr
 
 
 def test_missing_rooms_csv_fails_cleanly(tmp_path):
@@ -160,41 +146,36 @@ def test_missing_rooms_csv_fails_cleanly(tmp_path):
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]  # no temporary folder left
 
 
-def test_room_file_count_and_replacing_an_old_export(tmp_path, export_app):
+def test_room_file_count_and_replacing_an_old_export(tmp_path):
     paths = _make_inputs(tmp_path)
     paths["out"].mkdir()
     (paths["out"] / "stale.txt").write_text("from an older run")
-    result = CliRunner().invoke(export_app, _args(paths, "--n-room-files", "1"))
-    assert result.exit_code == 0, result.output
+    assert _export(paths, 1) == (3, 1)
     assert sorted(f.name for f in paths["out"].iterdir()) == ["eval_rirs.sofa", "rooms"]
     assert [f.name for f in (paths["out"] / "rooms").iterdir()] == ["room_0000.sofa"]
     first = (paths["out"] / "eval_rirs.sofa").read_bytes()
 
-    result = CliRunner().invoke(export_app, _args(paths, "--n-room-files", "0"))
-    assert result.exit_code == 0, result.output
+    assert _export(paths, 0) == (3, 0)
     assert sorted(f.name for f in paths["out"].iterdir()) == ["eval_rirs.sofa"]
     assert (paths["out"] / "eval_rirs.sofa").read_bytes() == first  # same date: bit-identical
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]
 
 
-def test_bad_inputs_keep_the_old_export(tmp_path, export_app):
+def test_bad_inputs_keep_the_old_export(tmp_path):
     paths = _make_inputs(tmp_path)
     paths["out"].mkdir()
     (paths["out"] / "keep.txt").write_text("previous export")
 
-    result = CliRunner().invoke(export_app, _args(paths, "--n-room-files", "-1"))
-    assert result.exit_code == 2 and "--n-room-files -1 must be a count >= 0" in result.output
-
-    result = CliRunner().invoke(export_app, [*_args(paths)[:-2], "--date-created", "yesterday"])
-    assert result.exit_code == 2 and "YYYY-MM-DD hh:mm:ss" in result.output
-
+    with pytest.raises(DualmicError, match="--n-room-files -1 must be a count >= 0"):
+        _export(paths, -1)
+    with pytest.raises(DualmicError, match="YYYY-MM-DD hh:mm:ss"):
+        _export(paths, date="yesterday")
     save_npy(paths["features"] / "eval" / "angles.npy", np.zeros((3, 2), np.float32))
-    result = CliRunner().invoke(export_app, _args(paths))
-    assert result.exit_code == 2 and "features are from other rooms" in result.output
-
+    with pytest.raises(DualmicError, match="features are from other rooms"):
+        _export(paths)
     save_npy(paths["rirs"] / "eval" / "rirs.npy", np.zeros((3, 2, 2), np.float32))
-    result = CliRunner().invoke(export_app, _args(paths))
-    assert result.exit_code == 2 and "rirs.npy has shape (3, 2, 2)" in result.output
+    with pytest.raises(DualmicError, match=re.escape("rirs.npy has shape (3, 2, 2)")):
+        _export(paths)
 
     assert [f.name for f in paths["out"].iterdir()] == ["keep.txt"]
     assert not [f for f in tmp_path.iterdir() if f.name.startswith(".")]

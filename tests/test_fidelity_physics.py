@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualmic.ism import ism_rirs
-from dualmic.params import load_params
-from dualmic.rir import fra_rirs, image_draws
-from dualmic.room import sample_rooms
-from dualmic.simulation import fra_config, room_spec
+from dualmic.core.params import load_params
+from dualmic.sim.batches import fra_config, room_spec
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.ism import ism_rirs
+from dualmic.sim.rooms import sample_rooms
 from dualmic.spectral import spectral_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,7 +25,7 @@ N_ROOMS, SEED = 6, 12
 N_TAPS = 6400  # 0.4 s at 16 kHz: the decays of RT60 <= 0.35 s reach -35 dB well before the end
 
 
-from dualmic import fidelity as F  # noqa: E402
+from dualmic.sim import fidelity as F  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -4,12 +4,12 @@ import numpy as np
 import pyroomacoustics as pra
 import pytest
 
-from dualmic.acoustics import arrival_sample, rt60
-from dualmic.ism import ism_absorption, ism_rirs
-from dualmic.params import load_params
-from dualmic.rir import fra_rirs, image_draws
-from dualmic.room import sample_rooms
-from dualmic.simulation import fra_config, room_spec
+from dualmic.core.params import load_params
+from dualmic.sim.acoustics import arrival_sample, rt60
+from dualmic.sim.batches import fra_config, room_spec
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.ism import ism_absorption, ism_rirs
+from dualmic.sim.rooms import sample_rooms
 
 REPO = Path(__file__).resolve().parents[1]
 

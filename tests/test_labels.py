@@ -1,11 +1,11 @@
-"""Tests of dualmic.labels: lateral vs azimuth angles on hand-computed vectors, class mapping."""
+"""Tests of dualmic.core.labels: lateral vs azimuth angles on hand-computed vectors, class mapping."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from dualmic.labels import angle_to_class, azimuth_deg, class_centre_deg, lateral_deg
+from dualmic.core.labels import angle_to_class, azimuth_deg, class_centre_deg, lateral_deg
 
 CASES = [
     # (direction in the array frame, lateral deg, azimuth deg)

@@ -1,4 +1,4 @@
-"""Tests of dualmic.metrics and dualmic.plots on hand-computed inputs."""
+"""Tests of dualmic.scoring.metrics and dualmic.scoring.plots on hand-computed inputs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dualmic import metrics, plots
+from dualmic.scoring import metrics, plots
 
 
 def test_slot_errors_sort_both_sides():

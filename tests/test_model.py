@@ -2,9 +2,10 @@ import pytest
 import torch
 from tests_support import tiny_raw_params
 
-from dualmic.inference import model_config
-from dualmic.model import PRESETS, ModelConfig, SSLModel, patch_grid
-from dualmic.params import parse_params
+from dualmic.core.params import parse_params
+from dualmic.core.schema import PRESETS
+from dualmic.learn.model import ModelConfig, SSLModel, patch_grid
+from dualmic.learn.model_file import model_config
 
 
 @pytest.mark.parametrize("channels", [2, 4])

@@ -1,4 +1,4 @@
-"""Tests of dualmic.params: the repo's params.yaml, one-line errors for bad params, stage exits."""
+"""Tests of dualmic.core.params: the repo's params.yaml, one-line errors for bad params, stage exits."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualmic.errors import EXIT_USER_ERROR, DualmicError
-from dualmic.params import Params, load_params, parse_params
+from dualmic.core.errors import EXIT_USER_ERROR, DualmicError
+from dualmic.core.params import Params, load_params, parse_params
 
 ROOT = Path(__file__).parents[1]
 PARAMS_YAML = ROOT / "params.yaml"

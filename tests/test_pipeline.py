@@ -14,7 +14,7 @@ import torch
 import yaml
 from tests_support import make_project, run
 
-from dualmic.params import load_params
+from dualmic.core.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -103,6 +103,9 @@ def test_changing_eval_params_does_not_rerun_train(project):
 
 def test_stages_run_the_library_of_their_own_copy(project):
     """DVC experiments run in copies of the repo: their stages must import that copy's src/."""
-    code = "import sys; sys.path.insert(0, 'stages'); import _paths, dualmic; print(dualmic.__file__)"
-    where = Path(run([sys.executable, "-c", code], project).stdout.strip())
+    pipeline = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    prefix = pipeline["train"]["cmd"].split(" python ")[0]  # how dvc.yaml runs every stage
+    assert prefix == "PYTHONPATH=src"
+    code = "import dualmic.pipeline.train as m; print(m.__file__)"
+    where = Path(run(["sh", "-c", f"{prefix} {sys.executable} -c '{code}'"], project).stdout.strip())
     assert where.resolve().is_relative_to((project / "src").resolve())

@@ -18,21 +18,14 @@ from tests_support import tiny_raw_params
 from typer.testing import CliRunner
 
 from dualmic.cli import app
-from dualmic.errors import DualmicError
-from dualmic.features import features_from_audio
-from dualmic.inference import (
-    load_model,
-    model_config,
-    model_meta,
-    pooled_log_probs,
-    save_model,
-    window_frames,
-    window_starts,
-)
-from dualmic.model import SSLModel
-from dualmic.params import parse_params
-from dualmic.predict import feature_config, predict_angles, read_recording, recording_log_probs
-from dualmic.sources import synthetic_speech
+from dualmic.core.errors import DualmicError
+from dualmic.core.params import parse_params
+from dualmic.data.features import features_from_audio
+from dualmic.data.sources import synthetic_speech
+from dualmic.learn.inference import pooled_log_probs, window_starts
+from dualmic.learn.model import SSLModel
+from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
+from dualmic.predict import model_features, predict_angles, read_recording, recording_log_probs
 
 RATE = 16000
 
@@ -227,9 +220,9 @@ def test_long_recordings_are_pooled_windows(workdir):
     model, meta = load_model(workdir / "model.pt")
     audio = read_recording(workdir / "speech.wav", RATE)  # 2 s: 3 one-second windows 0.5 s apart
     x = torch.from_numpy(audio)
-    feats = features_from_audio((x / (x.pow(2).mean().sqrt() + 1e-8))[None], feature_config(meta))
+    feats = features_from_audio((x / (x.pow(2).mean().sqrt() + 1e-8))[None], model_features(meta))
     hop_frames = round(meta["hop_s"] * RATE / meta["hop"])
-    window = window_frames(parse_params(tiny_raw_params()))
+    window = parse_params(tiny_raw_params()).window_frames
     assert len(window_starts(feats.shape[-1], window, hop_frames)) == 3
     direct = pooled_log_probs(model, feats, hop_frames)[0]
     chunked = recording_log_probs(audio, model, meta, batch_size=2)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from dualmic.acoustics import arrival_sample, rt60
-from dualmic.params import load_params
-from dualmic.rir import fra_rirs, image_draws
-from dualmic.room import sample_rooms
-from dualmic.simulation import fra_config, room_spec
+from dualmic.core.params import load_params
+from dualmic.sim.acoustics import arrival_sample, rt60
+from dualmic.sim.batches import fra_config, room_spec
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.rooms import sample_rooms
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,9 +3,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualmic.params import load_params
-from dualmic.room import Rooms, sample_rooms
-from dualmic.simulation import room_spec
+from dualmic.core.params import load_params
+from dualmic.sim.batches import room_spec
+from dualmic.sim.rooms import Rooms, sample_rooms
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""SOFA export (dualmic.sofa): round trips through sofar and netCDF4, verification, sofa_info."""
+"""SOFA export (dualmic.sofa.layout): round trips through sofar and netCDF4, verification, sofa_info."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import sofar
 from packaging.version import Version
 
 from dualmic import __version__
-from dualmic import sofa as dsofa
-from dualmic.errors import DualmicError
-from dualmic.room import Rooms, RoomSpec, sample_rooms
-from dualmic.sofa_export import write_general_fir, write_single_room_srir
-from dualmic.sofa_info import sofa_info
+from dualmic.core.errors import DualmicError
+from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
+from dualmic.sofa import layout as dsofa
+from dualmic.sofa.info import sofa_info
+from dualmic.sofa.layout import SofaExport
+from dualmic.sofa.writers import write_general_fir, write_single_room_srir
 
 DATE = "2026-01-02 03:04:05"
 N_TAPS = 64
@@ -48,10 +49,10 @@ def data():
     return {"rooms": rooms, "frame": frame, "rirs": rirs, "true": true, "pred": pred}
 
 
-def _kwargs(data, **over):
+def _export(data, **over) -> SofaExport:
     kw = dict(
         rirs=data["rirs"],
-        rooms=data["frame"],
+        rooms=Rooms.from_frame(data["frame"], MICS),
         mic_offsets=MICS,
         sample_rate=16000,
         true_angles=data["true"],
@@ -61,14 +62,14 @@ def _kwargs(data, **over):
         date_created=DATE,
     )
     kw.update(over)
-    return kw
+    return SofaExport(**kw)
 
 
 @pytest.fixture(scope="module")
 def files(data, tmp_path_factory):
     root = tmp_path_factory.mktemp("sofa")
-    general = write_general_fir(root / "eval_rirs.sofa", **_kwargs(data))
-    single = write_single_room_srir(root / "rooms" / "room_0001.sofa", 1, **_kwargs(data))
+    general = write_general_fir(root / "eval_rirs.sofa", _export(data))
+    single = write_single_room_srir(root / "rooms" / "room_0001.sofa", _export(data), 1)
     return {"general": general, "single": single, "root": root}
 
 
@@ -191,8 +192,8 @@ def test_predictions_follow_the_order_of_the_true_angles():
 
 
 def test_fixed_date_gives_bit_identical_files(data, tmp_path):
-    a = write_general_fir(tmp_path / "a" / "x.sofa", **_kwargs(data))
-    b = write_general_fir(tmp_path / "b" / "x.sofa", **_kwargs(data))
+    a = write_general_fir(tmp_path / "a" / "x.sofa", _export(data))
+    b = write_general_fir(tmp_path / "b" / "x.sofa", _export(data))
     assert a.read_bytes() == b.read_bytes()
 
 
@@ -200,7 +201,7 @@ def test_no_predictions_and_azimuth_label(data, tmp_path):
     frame = data["frame"]
     azimuth = frame[["src0_azimuth_deg", "src1_azimuth_deg"]].to_numpy()
     path = write_general_fir(
-        tmp_path / "x.sofa", **_kwargs(data, predicted_angles=None, true_angles=azimuth, label="azimuth")
+        tmp_path / "x.sofa", _export(data, predicted_angles=None, true_angles=azimuth, label="azimuth")
     )
     sofa = _read(path)
     assert not hasattr(sofa, "PredictedAngle")
@@ -221,20 +222,20 @@ def test_no_predictions_and_azimuth_label(data, tmp_path):
 )
 def test_bad_inputs_are_one_line_errors(data, tmp_path, over, needle):
     with pytest.raises(DualmicError, match=needle) as err:
-        write_general_fir(tmp_path / "x.sofa", **_kwargs(data, **over))
+        write_general_fir(tmp_path / "x.sofa", _export(data, **over))
     assert "\n" not in str(err.value)
     assert not list(tmp_path.iterdir())
 
 
 def test_rooms_table_must_match(data, tmp_path):
     with pytest.raises(DualmicError, match="rooms table has 2 rooms"):
-        write_general_fir(tmp_path / "x.sofa", **_kwargs(data, rooms=data["frame"].iloc[:2]))
+        _export(data, rooms=Rooms.from_frame(data["frame"].iloc[:2], MICS))
     with pytest.raises(DualmicError, match="lacks column"):
-        write_general_fir(tmp_path / "x.sofa", **_kwargs(data, rooms=data["frame"].drop(columns="rt60")))
+        Rooms.from_frame(data["frame"].drop(columns="rt60"), MICS)
     with pytest.raises(DualmicError, match="room index 3"):
-        write_single_room_srir(tmp_path / "x.sofa", 3, **_kwargs(data))
+        write_single_room_srir(tmp_path / "x.sofa", _export(data), 3)
     with pytest.raises(DualmicError, match="must end in .sofa"):
-        write_general_fir(tmp_path / "x.nc", **_kwargs(data))
+        write_general_fir(tmp_path / "x.nc", _export(data))
 
 
 def test_failed_write_leaves_nothing(data, tmp_path, monkeypatch):
@@ -247,7 +248,7 @@ def test_failed_write_leaves_nothing(data, tmp_path, monkeypatch):
 
     monkeypatch.setattr(sofar, "write_sofa", broken)
     with pytest.raises(DualmicError, match=r"cannot write .*x\.sofa: disk on fire"):
-        write_general_fir(tmp_path / "x.sofa", **_kwargs(data))
+        write_general_fir(tmp_path / "x.sofa", _export(data))
     assert [p.name for p in tmp_path.iterdir()] == ["x.sofa"]
     assert (tmp_path / "x.sofa").read_text() == "old"
 
@@ -322,7 +323,7 @@ def test_sofa_info_errors_are_one_line(files, tmp_path, capfd, case):
 def test_sofa_info_error_through_user_errors_is_one_stderr_line(files, tmp_path):
     path, _ = _bad_files(tmp_path, files["general"])["truncated"]
     code = (
-        "import sys\nfrom dualmic.errors import user_errors\nfrom dualmic.sofa_info import sofa_info\n"
+        "import sys\nfrom dualmic.core.errors import user_errors\nfrom dualmic.sofa.info import sofa_info\n"
         "with user_errors():\n    print(sofa_info(sys.argv[1]))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
@@ -346,9 +347,13 @@ def test_damaged_data_chunk_is_an_error(files, tmp_path):
 
 
 def test_rooms_from_frame_round_trip_matches_export_geometry(data):
-    """The export reads geometry from rooms.csv columns; Rooms.from_frame reads the same ones."""
+    """The export reads geometry through Rooms.from_frame, the one reader of rooms.csv."""
     again = Rooms.from_frame(data["frame"], np.array(MICS))
     np.testing.assert_allclose(again.mic_pos, data["rooms"].mic_pos)
+    np.testing.assert_array_equal(again.angles("lateral"), data["true"])
+    ex = _export(data)
+    np.testing.assert_array_equal(ex.src, data["rooms"].src_pos)
+    np.testing.assert_array_equal(ex.center, data["rooms"].array_center)
 
 
 def test_sofa_info_reports_failed_verification_and_unknown_conventions(files, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests of dualmic.sources: speech-like synthetic sources, folder sources, chunked generation."""
+"""Tests of dualmic.data.sources: speech-like synthetic sources, folder sources, chunked generation."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from dualmic import sources
-from dualmic.errors import DualmicError
-from dualmic.sources import FolderSources, source_signals, synthetic_speech
+from dualmic.core.errors import DualmicError
+from dualmic.data import sources
+from dualmic.data.sources import FolderSources, source_signals, synthetic_speech
 
 FS = 16000
 SEEDS = [0, 1, 2, 3, 4]

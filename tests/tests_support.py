@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dualmic.params import Params, parse_params
+from dualmic.core.params import Params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import typer
 
 from dualmic import __version__
-from dualmic.errors import DualmicError, user_errors
-from dualmic.params import load_params
+from dualmic.core.errors import DualmicError, user_errors
+from dualmic.core.params import load_params
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Two-microphone sound source localisation."
@@ -63,12 +63,12 @@ def predict(
         if device not in ("auto", "cpu", "cuda"):
             raise DualmicError(f"--device {device!r}: expected auto, cpu or cuda")
         # torch is imported only by the commands that need it
-        from dualmic.predict import feature_config, load_predict_model, predict_angles, read_recording
-        from dualmic.runtime import resolve_device
+        from dualmic.core.device import resolve_device
+        from dualmic.predict import load_predict_model, model_features, predict_angles, read_recording
 
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
-        audio = read_recording(recording, feature_config(meta).sample_rate)
+        audio = read_recording(recording, model_features(meta).sample_rate)
         angles = predict_angles(audio, net, meta, dev)
         label = str(meta["label"])
         if as_json:
@@ -84,7 +84,7 @@ def sofa_info_command(
 ) -> None:
     """Summarise a SOFA file: convention, dimensions, sampling rate, positions, extra variables."""
     with user_errors():
-        from dualmic.sofa_info import sofa_info  # sofar and netCDF4 load only for this command
+        from dualmic.sofa.info import sofa_info  # sofar and netCDF4 load only for this command
 
         typer.echo(sofa_info(path))
 

@@ -7,7 +7,7 @@ the channels mirrors every angle (a -> 180 - a).
 A recording is read at any sample rate (resampled to the model's), scaled to unit RMS like the
 training mixtures, turned into the model's STFT features and scored in model windows
 ``evaluate.hop_s`` apart whose log-probabilities are averaged; a recording shorter than one
-window is zero-padded. The same path as the evaluate stage: :mod:`dualmic.inference`.
+window is zero-padded. The same path as the evaluate stage: :mod:`dualmic.learn.inference`.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 
-from dualmic.errors import DualmicError, one_line
-from dualmic.features import FeatureConfig, features_from_audio
-from dualmic.inference import decode_angles, load_model, pooled_log_probs, window_starts
-from dualmic.model import SSLModel
+from dualmic.core.errors import DualmicError, one_line
+from dualmic.data.features import FeatureConfig, features_from_audio
+from dualmic.learn.inference import decode_angles, pooled_log_probs, window_starts
+from dualmic.learn.model import SSLModel
+from dualmic.learn.model_file import load_model
 
 MIN_DURATION_S = 0.5
 META_KEYS = (
@@ -82,11 +83,11 @@ def load_predict_model(path: str | Path, device: str | torch.device = "cpu") -> 
     """:func:`dualmic.inference.load_model`, plus a check that the meta names every feature
     convention predict needs: (model, meta)."""
     model, meta = load_model(path, device)
-    feature_config(meta)
+    model_features(meta)
     return model, meta
 
 
-def feature_config(meta: dict) -> FeatureConfig:
+def model_features(meta: dict) -> FeatureConfig:
     """The model's feature conventions from its saved meta; a DualmicError if any is missing."""
     missing = [k for k in META_KEYS if not isinstance(meta, dict) or k not in meta]
     if missing:
@@ -121,7 +122,7 @@ def recording_log_probs(
     apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
     log-probabilities averaged; a recording shorter than one window is zero-padded.
     """
-    cfg = feature_config(meta)
+    cfg = model_features(meta)
     x = torch.as_tensor(np.asarray(audio), dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] != 2:
         raise DualmicError(f"audio has shape {tuple(x.shape)}; expected (2, samples): mic 0, mic 1")

@@ -1,0 +1,160 @@
+"""params.yaml: loading and validation, before any work is done.
+
+:func:`load_params` is the one way every stage reads params. Anything wrong (an unknown key,
+a wrong type, a reversed range, a room too small for its wall distance) becomes a
+:class:`~dualmic.errors.DualmicError` whose single line names the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ValidationError, model_validator
+
+from dualmic.core.errors import DualmicError
+from dualmic.core.schema import (
+    EvaluateParams,
+    ExportParams,
+    FeaturesParams,
+    FraParams,
+    LabelsParams,
+    ModelParams,
+    Section,
+    SimulateParams,
+    SourcesParams,
+    SplitParams,
+    TrainParams,
+)
+
+__all__ = [
+    "EvaluateParams",
+    "ExportParams",
+    "FeaturesParams",
+    "FraParams",
+    "LabelsParams",
+    "ModelParams",
+    "Params",
+    "SimulateParams",
+    "SourcesParams",
+    "SplitParams",
+    "TrainParams",
+    "load_params",
+    "parse_params",
+]
+
+
+_MIN_PATCH_INPUT = 64  # frames (and bins) that three kernel-4 / stride-4 convolutions need
+
+
+class Params(Section):
+    simulate: SimulateParams
+    sources: SourcesParams
+    labels: LabelsParams
+    features: FeaturesParams
+    model: ModelParams
+    train: TrainParams
+    evaluate: EvaluateParams
+    export: ExportParams = ExportParams()
+
+    def frames(self, seconds: float) -> int:
+        """STFT hops in ``seconds`` (at least 1)."""
+        return max(1, round(seconds * self.simulate.sample_rate / self.features.hop))
+
+    @property
+    def window_frames(self) -> int:
+        """STFT frames of one model window."""
+        return 1 + int(round(self.model.window_seconds * self.simulate.sample_rate)) // self.features.hop
+
+    @property
+    def hop_frames(self) -> int:
+        """STFT frames between pooled model windows (evaluate.hop_s)."""
+        return self.frames(self.evaluate.hop_s)
+
+    @property
+    def n_samples(self) -> int:
+        """Samples of one mixture (features.duration_s)."""
+        return int(round(self.features.duration_s * self.simulate.sample_rate))
+
+    @model_validator(mode="after")
+    def _model_fits_features(self):
+        window_s = self.model.window_seconds
+        frames = self.window_frames
+        if frames < _MIN_PATCH_INPUT:
+            need = (_MIN_PATCH_INPUT - 1) * self.features.hop / self.simulate.sample_rate
+            raise ValueError(
+                f"model.window_s {window_s:g} s gives {frames} STFT frames; the three 4x4 patch "
+                f"convolutions need >= {_MIN_PATCH_INPUT} (window_s >= {need:g} s)"
+            )
+        if self.features.n_fft // 2 < _MIN_PATCH_INPUT:
+            raise ValueError(
+                f"features.n_fft {self.features.n_fft} gives < {_MIN_PATCH_INPUT} bins; use >= 128"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _splits_known(self):
+        for name in self.features.keep_mix:
+            if name not in self.simulate.splits:
+                known = ", ".join(self.simulate.splits)
+                raise ValueError(f"features.keep_mix names split {name!r}; known: {known}")
+        return self
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """Field names valid at ``loc`` (for suggesting the closest one to a typo)."""
+    model: type[BaseModel] = Params
+    parts = list(loc[:-1])
+    while parts:
+        field = model.model_fields.get(str(parts.pop(0)))
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        elif field is not None and parts and getattr(ann, "__origin__", None) is dict:
+            parts.pop(0)  # a split name
+            model = ann.__args__[1]
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _describe(err: dict) -> str:
+    loc = tuple(err["loc"])
+    key = ".".join(str(p).encode("unicode_escape").decode() for p in loc)
+    if err["type"] == "extra_forbidden":
+        options = _known_keys(loc)
+        close = difflib.get_close_matches(str(loc[-1]), options, n=1)
+        hint = f"did you mean {'.'.join(map(str, loc[:-1] + (close[0],)))}?" if close else ""
+        return f"unknown key {key}; {hint or 'allowed: ' + ', '.join(options)}".rstrip()
+    if err["type"] == "missing":
+        return f"missing key {key}"
+    msg = err["msg"].removeprefix("Value error, ")
+    got = err.get("input")
+    shown = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{key + ': ' if key else ''}{msg}{shown}"
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise :class:`DualmicError` with one line on the first problem."""
+    if not isinstance(raw, dict):
+        raise DualmicError(f"{source}: expected a mapping of stage sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        line = " ".join(_describe(err.errors()[0]).splitlines())
+        raise DualmicError(f"{source}: {line}") from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (the one entry point every stage uses)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DualmicError(f"params file {p} not found")
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise DualmicError(f"{p}:{where} is not valid YAML") from None
+    return parse_params(raw, str(p))

@@ -1,0 +1,1 @@
+"""From RIRs to model inputs: dry sources, reverberant mixtures, STFT phase features, labels."""

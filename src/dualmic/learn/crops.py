@@ -1,0 +1,50 @@
+"""Training examples: the validation split of the TRAIN rooms, and random crops of model windows
+from memory-mapped features.
+
+Everything random is drawn from ``train.seed``: the validation split and the crop of each example
+(per epoch and example), so a resumed run sees what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted (train, val) room indices of the train split."""
+    n_val = min(max(1, int(round(n * val_fraction))), n - 1)
+    order = np.random.default_rng([seed, 0x7A1]).permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+class CropDataset(Dataset):
+    """Random windows of ``window`` frames from memory-mapped features (n, C, F, T).
+
+    The crop of example ``i`` in epoch ``e`` comes from ``default_rng([seed, e, i])``, so it does
+    not depend on batch order, process count or restarts.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, indices: np.ndarray, window: int, seed: int):
+        self.features, self.labels, self.indices = features, labels, indices
+        self.window, self.seed, self.epoch = window, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int):
+        i = int(self.indices[k])
+        n_frames = self.features.shape[-1]
+        start = 0
+        if n_frames > self.window:
+            start = int(
+                np.random.default_rng([self.seed, self.epoch, i]).integers(n_frames - self.window + 1)
+            )
+        x = torch.from_numpy(np.asarray(self.features[i, ..., start : start + self.window], dtype=np.float32))
+        if x.shape[-1] < self.window:
+            x = torch.nn.functional.pad(x, (0, self.window - x.shape[-1]))
+        return x, torch.from_numpy(np.asarray(self.labels[i], dtype=np.int64))

@@ -1,0 +1,94 @@
+"""The SSL model of the published recipe: STFT phase features → conv stack → patches →
+Conformer → two CLS tokens → 36 angle classes per source slot.
+
+Input (B, C, F, T) with C = 2 (cos/sin IPD) or 4 (+ log-magnitudes), F = 256 bins; output
+logits (B, 2, n_classes), slot 0 for the smaller of the two sorted angles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from conformer import Conformer
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the model; saved beside the weights in plain types."""
+
+    in_channels: int = 2
+    n_freq: int = 256
+    n_frames: int = 301
+    n_classes: int = 36
+    n_slots: int = 2
+    dim: int = 96
+    depth: int = 2
+    dim_head: int = 64
+    heads: int = 8
+    ff_mult: int = 4
+    conv_expansion_factor: int = 2
+    conv_kernel_size: int = 31
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding), nn.BatchNorm2d(c_out), nn.GELU())
+
+
+def patch_grid(n_freq: int, n_frames: int) -> tuple[int, int]:
+    """Token grid after three kernel-4 / stride-4 convolutions."""
+    f, t = n_freq, n_frames
+    for _ in range(3):
+        f, t = (f - 4) // 4 + 1, (t - 4) // 4 + 1
+    return f, t
+
+
+class SSLModel(nn.Module):
+    """Conformer sound source localiser with one CLS token per source slot."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        grid_f, grid_t = patch_grid(cfg.n_freq, cfg.n_frames)
+        if grid_f < 1 or grid_t < 1:
+            raise ValueError(f"input {cfg.n_freq}x{cfg.n_frames} is too small for 64x patches")
+        self.inter_conv = nn.Sequential(
+            _conv_bn_gelu(cfg.in_channels, 4, 3, 1, 1), _conv_bn_gelu(4, 8, 3, 1, 1)
+        )
+        self.patch_embed = nn.Sequential(
+            _conv_bn_gelu(8, 32, 4, 4, 0),
+            _conv_bn_gelu(32, 128, 4, 4, 0),
+            _conv_bn_gelu(128, cfg.dim, 4, 4, 0),
+        )
+        n_tokens = grid_f * grid_t + cfg.n_slots
+        self.cls = nn.Parameter(torch.zeros(1, cfg.n_slots, cfg.dim))
+        self.pos = nn.Parameter(torch.zeros(1, n_tokens, cfg.dim))
+        nn.init.trunc_normal_(self.cls, std=0.02)
+        nn.init.trunc_normal_(self.pos, std=0.02)
+        self.backbone = Conformer(
+            cfg.dim,
+            depth=cfg.depth,
+            dim_head=cfg.dim_head,
+            heads=cfg.heads,
+            ff_mult=cfg.ff_mult,
+            conv_expansion_factor=cfg.conv_expansion_factor,
+            conv_kernel_size=cfg.conv_kernel_size,
+            attn_dropout=cfg.dropout,
+            ff_dropout=cfg.dropout,
+            conv_dropout=cfg.dropout,
+        )
+        self.norm = nn.LayerNorm(cfg.dim)
+        self.head = nn.Linear(cfg.dim, cfg.n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, F, T) features → (B, n_slots, n_classes) logits."""
+        z = self.patch_embed(self.inter_conv(x))  # (B, dim, F', T')
+        tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
+        tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
+        out = self.norm(self.backbone(tokens))
+        return self.head(out[:, : self.cfg.n_slots])

@@ -1,0 +1,1 @@
+"""One module per DVC stage: what ``stages/<stage>.py`` runs, callable from Python and tests."""

@@ -1,0 +1,50 @@
+"""Stage features@<split>: mixtures of the split's rooms and the model's input features.
+
+Reads <rirs>/<split>/{rirs.npy,rooms.csv}; writes <out>/<split>/: features.npy (n, C, F, T)
+float16, labels.npy (n, S) int64 classes, angles.npy (n, S) float32 degrees (both sorted
+ascending, of the ``labels.angle`` angle), and mix.npy (n, 2, samples) float32 for the splits in
+``features.keep_mix``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from dualmic.core.files import load_npy, npy_writer, save_npy
+from dualmic.core.params import load_params
+from dualmic.core.progress import progress_bar
+from dualmic.data.features import FeatureConfig
+from dualmic.data.mixtures import feature_batches, split_labels
+from dualmic.sim.rooms import Rooms
+
+
+def run(
+    split: str,
+    params: Path = Path("params.yaml"),
+    rirs_dir: Path = Path("data/rirs"),
+    out: Path = Path("data/features"),
+) -> None:
+    p = load_params(params)
+    p.simulate.split(split)  # an unknown split is a one-line error
+    rirs = load_npy(rirs_dir / split / "rirs.npy")
+    rooms = Rooms.read(rirs_dir / split / "rooms.csv", p.simulate.mic_offsets, len(rirs))
+    angles, classes = split_labels(p, rooms)
+    cfg = FeatureConfig.from_params(p)
+    n_rooms, n_samples = len(rirs), p.n_samples
+    shape = (n_rooms, cfg.n_channels, cfg.n_freq, cfg.n_frames(n_samples))
+    dest = out / split
+    with contextlib.ExitStack() as stack:
+        feats = stack.enter_context(npy_writer(dest / "features.npy", shape, "float16"))
+        mix = None
+        if split in p.features.keep_mix:
+            mix = stack.enter_context(npy_writer(dest / "mix.npy", (n_rooms, 2, n_samples), "float32"))
+        bar = stack.enter_context(progress_bar(f"features {split}", n_rooms))
+        for batch in feature_batches(p, split, rirs):
+            stop = batch.start + len(batch.features)
+            feats[batch.start : stop] = batch.features
+            if mix is not None:
+                mix[batch.start : stop] = batch.mixture
+            bar(len(batch.features))
+        save_npy(dest / "labels.npy", classes)
+        save_npy(dest / "angles.npy", angles)

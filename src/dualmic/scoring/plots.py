@@ -1,0 +1,101 @@
+"""Data files for DVC plots (``dvc plots show``), written atomically.
+
+* confusion: a JSON list with one record per eval source, ``{"actual": deg, "predicted": deg}``
+  (class centres); DVC's ``confusion`` template counts the pairs itself. JSON keeps the
+  numbers numeric, so the axes sort 2.5, 7.5, …, 177.5 (CSV values reach DVC as strings and
+  would sort as text).
+* binned MAE (vs RT60, vs source separation): CSV, one row per bin with its label, edges,
+  centre, room count and one MAE column per method.
+* error histogram: CSV, one row per error bin with one count column per method.
+
+Every method column is always written; a method that was not run has empty cells, so the
+plot definitions in dvc.yaml stay valid when e.g. ``evaluate.srp_phat`` is false.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+
+from dualmic.core.files import atomic_path, save_csv
+from dualmic.core.labels import class_centre_deg
+from dualmic.scoring.metrics import error_histogram
+
+METHODS = ("model", "srp_phat", "constant")
+
+
+def write_confusion(path: str | os.PathLike, true_cls, pred_cls, class_width_deg: float) -> None:
+    """One record per source: class centres of the true and predicted class, slots sorted."""
+    actual = class_centre_deg(np.sort(np.asarray(true_cls), axis=1).ravel(), class_width_deg)
+    predicted = class_centre_deg(np.sort(np.asarray(pred_cls), axis=1).ravel(), class_width_deg)
+    records = [{"actual": float(a), "predicted": float(p)} for a, p in zip(actual, predicted, strict=True)]
+    with atomic_path(path) as tmp:  # a top-level list: save_json writes mappings
+        tmp.write_text(json.dumps(records, indent=1) + "\n")
+
+
+def write_binned_mae(path: str | os.PathLike, x_name: str, rows_by_method: dict[str, list[dict]]) -> None:
+    """Binned MAE of every method (rows from :func:`dualmic.metrics.binned_mae`, same edges).
+
+    Columns: bin, lo, hi, ``x_name`` (bin centre, the plot's x), n_rooms, model, srp_phat, constant.
+    """
+    first = next(iter(rows_by_method.values()))
+    table = pd.DataFrame(
+        {
+            "bin": [r["bin"] for r in first],
+            "lo": [r["lo"] for r in first],
+            "hi": [r["hi"] for r in first],
+            x_name: [(r["lo"] + r["hi"]) / 2 for r in first],
+            "n_rooms": [r["n"] for r in first],
+        }
+    )
+    for method in _methods(rows_by_method):
+        rows = rows_by_method.get(method)
+        table[method] = [r["mae_deg"] for r in rows] if rows is not None else None
+    save_csv(path, table)
+
+
+def write_error_histogram(
+    path: str | os.PathLike, errors_by_method: dict[str, np.ndarray], bin_width: float = 5.0
+) -> None:
+    """Histogram of source errors per method. Columns: error_deg (bin's lower edge), one count per method."""
+    lower = error_histogram(np.zeros(0), bin_width)[0]
+    table = pd.DataFrame({"error_deg": lower})
+    for method in _methods(errors_by_method):
+        errors = errors_by_method.get(method)
+        table[method] = error_histogram(errors, bin_width)[1] if errors is not None else None
+    save_csv(path, table)
+
+
+def _methods(by_method: dict) -> list[str]:
+    return list(METHODS) + [m for m in by_method if m not in METHODS]
+
+
+def write_polar_error(
+    path: str | os.PathLike,
+    true_angles: np.ndarray,
+    errors_by_method: dict[str, np.ndarray],
+    bin_width: float,
+) -> None:
+    """MAE per true angle (the polar error plot): one row per ``bin_width`` bin of 0..180 deg.
+
+    Columns: angle_deg (bin centre), lo, hi, n_sources, one MAE column per method (empty where a
+    bin holds no source or the method was not run). ``true_angles`` and the errors are (N, S).
+    """
+    true = np.asarray(true_angles, dtype=np.float64).ravel()
+    edges = np.arange(0.0, 180.0 + bin_width / 2, bin_width)
+    idx = np.clip(np.digitize(true, edges[1:-1]), 0, len(edges) - 2)
+    table = pd.DataFrame({"angle_deg": (edges[:-1] + edges[1:]) / 2, "lo": edges[:-1], "hi": edges[1:]})
+    table["n_sources"] = np.bincount(idx, minlength=len(edges) - 1)
+    for method in _methods(errors_by_method):
+        errors = errors_by_method.get(method)
+        if errors is None:
+            table[method] = None
+            continue
+        e = np.asarray(errors, dtype=np.float64).ravel()
+        sums = np.bincount(idx, weights=e, minlength=len(edges) - 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            table[method] = np.where(table["n_sources"] > 0, sums / table["n_sources"], np.nan)
+    save_csv(path, table)

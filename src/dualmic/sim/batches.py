@@ -1,0 +1,74 @@
+"""One split of the simulate stage: rooms, then RIRs, in batches of bounded size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from dualmic.core.params import SimulateParams
+from dualmic.sim.fra import FraConfig, fra_rirs, image_draws
+from dualmic.sim.ism import ism_rirs
+from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
+
+
+def room_spec(sim: SimulateParams) -> RoomSpec:
+    return RoomSpec(
+        room_dim_min=sim.room_dim_min,
+        room_dim_max=sim.room_dim_max,
+        rt60_range=sim.rt60_range,
+        src_distance_range=sim.src_distance_range,
+        min_wall_distance=sim.min_wall_distance,
+        mic_offsets=sim.mic_offsets,
+        rotate_array=sim.rotate_array,
+        n_sources=sim.n_sources,
+    )
+
+
+def fra_config(sim: SimulateParams) -> FraConfig:
+    return FraConfig(
+        sample_rate=sim.sample_rate,
+        n_taps=sim.n_taps,
+        n_images=sim.fra.n_images,
+        oversample=sim.fra.oversample,
+        highpass_hz=sim.fra.highpass_hz,
+        reflection_jitter=sim.fra.reflection_jitter,
+        speed_of_sound=sim.speed_of_sound,
+    )
+
+
+def simulate_batches(
+    sim: SimulateParams, split: str, device: torch.device
+) -> Iterator[tuple[int, Rooms, np.ndarray]]:
+    """Yield ``(start, rooms, rirs)`` for consecutive batches of a split.
+
+    ``rirs`` is (B, S, M, n_taps) float32 on the CPU. The result for a room depends only on the
+    params and its index, never on batch size or device (beyond float rounding on CUDA).
+    """
+    split_p = sim.split(split)
+    spec, cfg, method = room_spec(sim), fra_config(sim), sim.method_for(split)
+    starts = list(range(0, split_p.n_rooms, sim.batch_size))
+
+    def prepare(start: int):
+        count = min(sim.batch_size, split_p.n_rooms - start)
+        rooms = sample_rooms(spec, split_p.seed, start, count)
+        draws = (
+            None if method == "ism" else image_draws(split_p.seed, start, count, sim.n_sources, cfg.n_images)
+        )
+        return rooms, draws
+
+    # the next batch's rooms and random draws are made while this batch simulates
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, starts[0])
+        for i, start in enumerate(starts):
+            rooms, draws = pending.result()
+            if i + 1 < len(starts):
+                pending = pool.submit(prepare, starts[i + 1])
+            if method == "ism":
+                rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound)
+            else:
+                with torch.inference_mode():
+                    rirs = fra_rirs(rooms, draws, cfg, device).cpu().numpy()
+            yield start, rooms, rirs

@@ -1,0 +1,217 @@
+"""FRA-RIR: fast random approximation of the image-source method (Luo & Yu, Interspeech 2023).
+
+The image-source method (ISM) enumerates every mirror image of a source in a shoebox room.
+FRA-RIR keeps the direct path exact and replaces the enumeration by a random set of image
+sources whose statistics match the ISM's:
+
+* **distances**: mirror images fill space with density 1/V (one per image room), so the number
+  of images closer than d grows as d³. Image distances from the array centre are drawn from the
+  pdf ∝ d² between the direct distance and the distance sound travels in the RIR's length.
+  Each of the N drawn images stands for K = (4π/3)(d_max³ − d_min³) / (V N) real ones, so its
+  amplitude carries √K and the summed energy matches the ISM's.
+* **directions**: uniform on the sphere around the array centre; every image is then a point,
+  and its distance to each mic gives delays with the right inter-mic differences.
+* **reflection counts**: a path of length d hits the walls d / l times on average, with
+  l = 4V/S the mean free path; each image gets d / l plus a uniform jitter of
+  ±``reflection_jitter`` (paths of equal length reflect a different number of times).
+* **absorption**: the Eyring amplitude reflection coefficient β with
+  ln β = −3 ln(10) · l / (c · RT60), so that energy β^(2d/l) falls by 60 dB after RT60 seconds.
+
+Impulses are accumulated at ``oversample`` × the sample rate with linear fractional-delay
+weights, then one zero-phase FFT filter band-limits them, resamples them to the sample rate
+and high-passes them (the magnitude a forward-backward 2nd-order Butterworth applies), all
+batched over rooms in torch on the CPU or a CUDA device. The random draws are made on the CPU
+from each room's own seed, so CPU and CUDA simulate the same image sources.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dualmic.sim.rooms import Rooms
+
+_DRAWS_PER_IMAGE = 5  # distance, direction (3 normals), reflection jitter
+_STREAM = 0xF4A  # keeps image draws apart from the room-geometry stream of the same seed
+
+
+@dataclass(frozen=True)
+class FraConfig:
+    """FRA-RIR settings (mirror of ``simulate`` and ``simulate.fra`` params)."""
+
+    sample_rate: int
+    n_taps: int
+    n_images: int = 8192
+    oversample: int = 8
+    highpass_hz: float = 50.0
+    reflection_jitter: float = 2.0
+    speed_of_sound: float = 343.0
+
+
+def image_draws(split_seed: int, start: int, count: int, n_sources: int, n_images: int) -> torch.Tensor:
+    """Uniform and normal variates for rooms ``start..start+count-1``: (B, S, N, 5) float32.
+
+    Each room has its own stream, so the draws do not depend on batch size or device.
+    """
+    out = np.empty((count, n_sources, n_images, _DRAWS_PER_IMAGE), dtype=np.float32)
+    for b in range(count):
+        rng = np.random.default_rng([split_seed, start + b, _STREAM])
+        out[b, ..., 0] = rng.random((n_sources, n_images), dtype=np.float32)
+        out[b, ..., 1:4] = rng.standard_normal((n_sources, n_images, 3), dtype=np.float32)
+        out[b, ..., 4] = rng.random((n_sources, n_images), dtype=np.float32)
+    return torch.from_numpy(out)
+
+
+def _pad_taps(sample_rate: int) -> int:
+    """Zero padding (100 ms) that absorbs the filter's circular wrap-around."""
+    return int(0.1 * sample_rate)
+
+
+def _band_response(n_out: int, sample_rate: int, highpass_hz: float, device) -> torch.Tensor:
+    """Real, zero-phase gain per rfft bin of an ``n_out``-sample signal: anti-alias taper near
+    Nyquist times a squared 2nd-order Butterworth high-pass magnitude."""
+    freq = torch.fft.rfftfreq(n_out, 1 / sample_rate, dtype=torch.float64)
+    nyq = sample_rate / 2
+    edge = 0.85 * nyq
+    taper = torch.where(
+        freq <= edge, torch.ones_like(freq), 0.5 * (1 + torch.cos(torch.pi * (freq - edge) / (nyq - edge)))
+    )
+    if highpass_hz > 0:
+        ratio4 = (freq / highpass_hz) ** 4
+        taper = taper * ratio4 / (1 + ratio4)
+    return taper.to(device=device, dtype=torch.float32)
+
+
+def _nearest_image_distance(src: torch.Tensor, center: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
+    """Distance from the array centre to the closest first-order image: (B, S).
+
+    No mirror image is closer than this, so random images are drawn beyond it.
+    """
+    low = torch.cat([-src, src], dim=-1)  # mirror across the walls at 0: (B, S, 6) coordinates
+    low[..., 3:] = 2 * dim[:, None, :] - src  # and across the walls at dim
+    rel = low - torch.cat([center, center], dim=-1)  # per-axis offset of each mirrored coordinate
+    same = (src - center).repeat(1, 1, 2)  # offsets of the other two axes are unchanged
+    d2 = same.pow(2).sum(-1, keepdim=True) - same.pow(2) + rel.pow(2)
+    return d2.amin(-1).sqrt()
+
+
+def _draw_distances(u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, volume: torch.Tensor):
+    """Image distances and how many real images each one stands for.
+
+    Real images have density τ(d) = 4πd²/V per metre of distance. Where that is below the budget
+    the N draws follow it one to one (K = 1: early reflections keep their true sparsity and
+    level); beyond the distance d_c where τ reaches the cap ρ = τ(d_c), draws are spread
+    uniformly and each stands for K = τ(d) / ρ images. d_c is chosen so the expected number of
+    draws is N.
+
+    Args:
+        u: (B, S, N) uniform variates.
+        d_min, d_max: (B, S) distance range in metres.
+        volume: (B, 1) room volume in m³.
+
+    Returns:
+        dist (B, S, N) metres, represents (B, S, N) the K of each draw.
+    """
+    n = u.shape[-1]
+    k = 4 * math.pi / volume
+
+    def count(dc):  # expected draws below the cap at dc plus the uniform part beyond it
+        return k / 3 * (dc**3 - d_min**3) + k * dc**2 * (d_max - dc)
+
+    lo, hi = d_min.clone(), d_max.clone()
+    for _ in range(40):  # count() is increasing in dc: bisection
+        mid = (lo + hi) / 2
+        below = count(mid) < n
+        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
+    d_c = torch.where(count(d_max) <= n, d_max, hi)
+    rho = k * d_c**2  # draws per metre beyond d_c
+    mass_a = k / 3 * (d_c**3 - d_min**3)
+    total = mass_a + rho * (d_max - d_c)
+    t = u * total[..., None]
+    in_a = t < mass_a[..., None]
+    d_a = (d_min[..., None] ** 3 + 3 * t / k[..., None]).clamp_min(0) ** (1 / 3)
+    d_b = d_c[..., None] + (t - mass_a[..., None]) / rho[..., None].clamp_min(1e-12)
+    dist = torch.where(in_a, d_a, d_b).clamp(d_min[..., None], d_max[..., None])
+    tau = k[..., None] * dist**2
+    sampled = torch.minimum(tau, rho[..., None]) * (n / total[..., None])
+    return dist, tau / sampled
+
+
+def fra_rirs(
+    rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Simulate the RIRs of a batch of rooms.
+
+    Args:
+        rooms: B rooms with S sources and M mics each.
+        draws: (B, S, N, 5) variates from :func:`image_draws`.
+        cfg: simulation settings.
+        device: where to compute.
+
+    Returns:
+        rir: (B, S, M, n_taps) float32 on ``device``; direct path of each mic at delay d/c with
+        gain 1/d (d in metres).
+    """
+    f32 = dict(dtype=torch.float32, device=device)
+    c, fs, os_ = cfg.speed_of_sound, cfg.sample_rate, cfg.oversample
+    dim = torch.as_tensor(rooms.room_dim, **f32)  # (B, 3)
+    rt60 = torch.as_tensor(rooms.rt60, **f32)  # (B,)
+    center = torch.as_tensor(rooms.array_center, **f32)[:, None, :]  # (B, 1, 3)
+    mics = torch.as_tensor(rooms.mic_pos, **f32)  # (B, M, 3)
+    src = torch.as_tensor(rooms.src_pos, **f32)  # (B, S, 3)
+    draws = draws.to(device)
+
+    volume = dim.prod(-1)
+    surface = 2 * (dim[:, 0] * dim[:, 1] + dim[:, 1] * dim[:, 2] + dim[:, 0] * dim[:, 2])
+    mfp = 4 * volume / surface  # mean free path (B,)
+    ln_beta = -3 * math.log(10) * mfp / (c * rt60)  # Eyring amplitude coefficient per reflection
+
+    # image distances from the array centre, from the nearest first-order image to the farthest
+    # distance sound travels within the RIR
+    d_min = _nearest_image_distance(src, center, dim)  # (B, S)
+    radius = (mics - center).norm(dim=-1).amax(-1)  # (B,)
+    d_max = (c * cfg.n_taps / fs + radius)[:, None].expand_as(d_min)
+    dist, represents = _draw_distances(draws[..., 0], d_min, d_max, volume[:, None])
+    unit = torch.nn.functional.normalize(draws[..., 1:4], dim=-1)
+    image = center[:, :, None, :] + dist[..., None] * unit  # (B, S, N, 3)
+
+    jitter = cfg.reflection_jitter * (2 * draws[..., 4] - 1)
+    n_refl = dist / mfp[:, None, None] + jitter
+    lb = ln_beta[:, None, None]
+    # E[β^(2·jitter)] over the uniform jitter: divide it out so the jitter leaves energy unbiased
+    x = 2 * cfg.reflection_jitter * ln_beta
+    jitter_energy = torch.where(x.abs() > 1e-6, torch.sinh(x) / x, torch.ones_like(x))
+    gain = torch.exp(lb * n_refl) * (represents / jitter_energy[:, None, None]).sqrt()
+
+    # distances to each mic: images (B, S, M, N) and direct path (B, S, M, 1)
+    r_img = (image[:, :, None] - mics[:, None, :, None]).norm(dim=-1)
+    r_dir = (src[:, :, None] - mics[:, None]).norm(dim=-1)[..., None]
+    r = torch.cat([r_dir, r_img], dim=-1)
+    amp = torch.cat([1 / r_dir, gain[:, :, None] / r_img], dim=-1)
+
+    # accumulate at the oversampled rate with linear fractional-delay weights; the buffer is
+    # zero-padded so the circular FFT filter below cannot wrap the tail onto the direct path
+    n_out = cfg.n_taps + _pad_taps(fs)
+    n_hi = n_out * os_
+    pos = r * (fs * os_ / c)
+    idx = pos.floor()
+    frac = pos - idx
+    keep = idx < cfg.n_taps * os_ - 1
+    idx = torch.where(keep, idx, torch.zeros_like(idx)).long()
+    amp = torch.where(keep, amp, torch.zeros_like(amp))
+    B, S, M, _ = r.shape
+    buf = torch.zeros(B, S, M, n_hi, **f32)
+    buf.scatter_add_(-1, idx, amp * (1 - frac))
+    buf.scatter_add_(-1, idx + 1, amp * frac)
+
+    # band-limit, resample and high-pass in one zero-phase filter: keep the spectrum below the
+    # target Nyquist (raised-cosine taper over its last 5 %) times |H_hp|² of a 2nd-order
+    # Butterworth (the response filtfilt applies). Keeping the first bins of the oversampled
+    # spectrum and inverting at the target length resamples; impulse heights are preserved.
+    spec = torch.fft.rfft(buf, n=n_hi)[..., : n_out // 2 + 1]
+    spec = spec * _band_response(n_out, fs, cfg.highpass_hz, device)
+    rir = torch.fft.irfft(spec, n=n_out)[..., : cfg.n_taps]
+    return rir.reshape(B, S, M, cfg.n_taps).contiguous()

@@ -1,0 +1,72 @@
+"""Reference RIRs from pyroomacoustics' image-source method, on dualmic's room batches.
+
+Used as the ``simulate.method: ism`` alternative and as the reference of the fidelity and
+speed benchmarks. Absorption and maximum order come from ``pyroomacoustics.inverse_sabine``
+(Eyring's formula where Sabine's cannot reach the target RT60, see :func:`ism_absorption`).
+pyroomacoustics delays every RIR by half its fractional-delay filter; that offset is removed
+so both simulators put the direct path at d / c.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyroomacoustics as pra
+
+from dualmic.sim.rooms import Rooms
+
+
+def ism_rirs(rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float = 343.0) -> np.ndarray:
+    """Simulate rooms with the ISM: (B, S, M, n_taps) float32, direct path at d/c, gain ≈ 1/d."""
+    offset = pra.constants.get("frac_delay_length") // 2
+    n_rooms, n_src = rooms.src_pos.shape[:2]
+    n_mics = rooms.mic_pos.shape[1]
+    out = np.zeros((n_rooms, n_src, n_mics, n_taps), dtype=np.float32)
+    default_c = pra.constants.get("c")
+    pra.constants.set("c", speed_of_sound)  # pyroomacoustics reads the speed of sound globally
+    try:
+        for b in range(n_rooms):
+            out[b] = _one_room(rooms, b, sample_rate, n_taps, speed_of_sound, offset)
+    finally:
+        pra.constants.set("c", default_c)
+    return out
+
+
+def ism_absorption(rt60: float, room_dim: np.ndarray, c: float) -> tuple[float, int]:
+    """Energy absorption and maximum image order for a target RT60.
+
+    pyroomacoustics' ``inverse_sabine`` where Sabine's formula is valid; in large rooms with a
+    short RT60 it asks for more than full absorption, and Eyring's formula (valid there, and the
+    one FRA-RIR uses) takes over, with the same maximum order rule.
+    """
+    try:
+        return pra.inverse_sabine(rt60, room_dim, c=c)
+    except ValueError:
+        lx, ly, lz = room_dim
+        volume, surface = lx * ly * lz, 2 * (lx * ly + ly * lz + lx * lz)
+        absorption = 1 - np.exp(-24 * np.log(10) * volume / (c * surface * rt60))
+        radius = min(a * b / np.hypot(a, b) for a, b in ((lx, ly), (ly, lz), (lx, lz)))
+        return float(absorption), int(np.ceil(c * rt60 / radius - 1))
+
+
+def _one_room(rooms: Rooms, b: int, sample_rate: int, n_taps: int, c: float, offset: int) -> np.ndarray:
+    """(S, M, n_taps) ISM RIRs of room ``b``."""
+    n_src, n_mics = rooms.src_pos.shape[1], rooms.mic_pos.shape[1]
+    out = np.zeros((n_src, n_mics, n_taps), dtype=np.float32)
+    dim = rooms.room_dim[b]
+    absorption, max_order = ism_absorption(float(rooms.rt60[b]), dim, c)
+    room = pra.ShoeBox(
+        dim,
+        fs=sample_rate,
+        materials=pra.Material(absorption),
+        max_order=max_order,
+        air_absorption=False,
+    )
+    for s in range(n_src):
+        room.add_source(rooms.src_pos[b, s])
+    room.add_microphone_array(rooms.mic_pos[b].T)
+    room.compute_rir()
+    for m in range(n_mics):
+        for s in range(n_src):
+            h = np.asarray(room.rir[m][s][offset : offset + n_taps], dtype=np.float32)
+            out[s, m, : len(h)] = h
+    return out
