@@ -20,8 +20,14 @@ $(STAMP): pyproject.toml
 repro: $(STAMP)
 	dvc repro
 
-test: $(STAMP)
+test: $(STAMP) test-deps
 	python -m pytest
+
+# tests/test_plots_offline.py draws the plots page in headless Chromium (Debian's package).
+.PHONY: test-deps
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+test-deps:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 
 lint: $(STAMP)
 	ruff check src stages tests benchmarks

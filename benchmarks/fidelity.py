@@ -13,7 +13,8 @@ the room's geometry and target RT60 and against each other:
   same distance between two FRA realisations of the same room (different image draws).
 
 Curves for a few rooms (Schroeder decays and the first 50 ms of the RIRs) are written as CSV for
-``dvc plots`` and as one SVG image (matplotlib is not a dependency); ``--json`` writes every number.
+``dvc plots`` and as one SVG image (drawn by ``svg_plot.py``: matplotlib is not a dependency);
+``--json`` writes every number.
 
     .venv/bin/python benchmarks/fidelity.py                      # 100 eval rooms, about 2-3 min
     .venv/bin/python benchmarks/fidelity.py --n-rooms 20 --json fidelity.json
@@ -21,25 +22,31 @@ Curves for a few rooms (Schroeder decays and the first 50 ms of the RIRs) are wr
 
 from __future__ import annotations
 
-import datetime as dt
-import json
-import os
-import platform
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
-import pyroomacoustics as pra
 import torch
 import typer
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from common import (
+    json_option,
+    load_split,
+    machine_info,
+    params_option,
+    set_threads,
+    split_option,
+    threads_option,
+    utc_now,
+    write_json,
+)
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from svg_plot import Panel, line_panels_svg
 
 from dualmic.core.errors import DualmicError, user_errors
-from dualmic.core.params import load_params
 from dualmic.sim.acoustics import schroeder_decay_db
 from dualmic.sim.batches import fra_config, room_spec
 from dualmic.sim.fidelity import (
@@ -64,10 +71,13 @@ DECAY_STEP_MS = 1.0  # time step of the decay curves written for plots
 app = typer.Typer(add_completion=False)
 
 
-# --------------------------------------------------------------------------- measurements
-
-
 # --------------------------------------------------------------------------- simulation
+
+
+def take_rooms(rooms: Rooms, index) -> Rooms:
+    """Rooms ``index`` (a slice or an array of indices) of a batch, stored angles included."""
+    arrays = {f.name: getattr(rooms, f.name)[index] for f in fields(Rooms) if f.name != "stored_angles"}
+    return Rooms(**arrays, stored_angles={k: v[index] for k, v in rooms.stored_angles.items()})
 
 
 def simulate_fra(sim, rooms: Rooms, draw_seed: int, batch: int) -> np.ndarray:
@@ -76,7 +86,7 @@ def simulate_fra(sim, rooms: Rooms, draw_seed: int, batch: int) -> np.ndarray:
     out = []
     for start in range(0, len(rooms), batch):
         stop = min(start + batch, len(rooms))
-        part = Rooms(*(getattr(rooms, f)[start:stop] for f in Rooms.__dataclass_fields__))
+        part = take_rooms(rooms, slice(start, stop))
         draws = image_draws(draw_seed, start, stop - start, sim.n_sources, cfg.n_images)
         with torch.inference_mode():
             out.append(fra_rirs(part, draws, cfg).numpy())
@@ -88,7 +98,7 @@ def simulate_ism(sim, rooms: Rooms) -> tuple[np.ndarray, list[int]]:
     out = np.full((len(rooms), sim.n_sources, len(sim.mic_offsets), sim.n_taps), np.nan, np.float32)
     skipped, t0, t_report = [], time.perf_counter(), time.perf_counter()
     for b in range(len(rooms)):
-        one = Rooms(*(getattr(rooms, f)[b : b + 1] for f in Rooms.__dataclass_fields__))
+        one = take_rooms(rooms, slice(b, b + 1))
         try:
             out[b] = ism_rirs(one, sim.sample_rate, sim.n_taps, sim.speed_of_sound)[0]
         except ValueError:
@@ -110,7 +120,7 @@ def write_plots(
     written = []
     step = max(1, int(round(DECAY_STEP_MS * 1e-3 * sample_rate)))
     n_early = int(round(EARLY_MS * 1e-3 * sample_rate))
-    panels = []
+    rows = []
     onsets = np.round(geometric_delays(rooms, sample_rate, c)[:, 0, 0]).astype(int)
     t_ms = np.arange(fra.shape[-1]) / sample_rate * 1e3
     for b in range(min(n_plot, len(rooms))):
@@ -127,9 +137,9 @@ def write_plots(
         written.append(str(path))
         title = f"room {b}: {'x'.join(f'{v:.1f}' for v in rooms.room_dim[b])} m, RT60 {rooms.rt60[b]:.2f} s"
         # the figure shows the decays down to about -70 dB (1.2 RT60); the CSV keeps all of them
-        panels.append((title, decay_rows[decay_rows[:, 0] <= 1200 * rooms.rt60[b]], early))
+        rows.append(_figure_row(title, decay_rows[decay_rows[:, 0] <= 1200 * rooms.rt60[b]], early))
     path = plots_dir / "fidelity.svg"
-    path.write_text(_svg(panels))
+    path.write_text(line_panels_svg(rows, _HEADING))
     written.append(str(path))
     return written
 
@@ -142,81 +152,31 @@ def _write_csv(path: Path, header: list[str], rows: np.ndarray) -> None:
 
 
 _COLOURS = {"fra": "#1f77b4", "ism": "#d62728", "fra_redraw": "#7fb8e0"}
+_HEADING = "FRA-RIR (blue; light blue: second image draw) vs ISM (red), source 0, mic 0"
 
 
-def _svg(panels) -> str:
-    """A small hand-written SVG: per room, the Schroeder decays (left) and the early RIRs (right)."""
-    w, h, pad = 420, 220, 45
-    rows = len(panels)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * w}" height="{rows * h + 30}" '
-        'font-family="sans-serif" font-size="11">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        '<text x="10" y="18" font-size="13">FRA-RIR (blue; light blue: second image draw) vs ISM (red),'
-        " source 0, mic 0</text>",
-    ]
-    for r, (title, decay, early) in enumerate(panels):
-        y0 = 30 + r * h
-        t = decay[:, 0]
-        out += _panel(
-            0,
-            y0,
-            w,
-            h,
-            pad,
+def _figure_row(title: str, decay: np.ndarray, early: np.ndarray) -> list[Panel]:
+    """One room's row of the figure: Schroeder decays (left) and the early RIRs (right).
+
+    ``decay`` columns: time (ms), FRA, ISM, FRA redraw (dB); ``early``: time (ms), FRA, ISM.
+    """
+    amp = np.nanmax(np.abs(early[:, 1:])) * 1.05
+    return [
+        Panel(
             f"{title}: Schroeder decay (dB)",
-            t,
-            [decay[:, 1], decay[:, 2], decay[:, 3]],
-            ["fra", "ism", "fra_redraw"],
+            decay[:, 0],
+            [(_COLOURS[name], decay[:, k]) for k, name in enumerate(("fra", "ism", "fra_redraw"), 1)],
             (-70.0, 0.0),
             "ms",
-        )
-        amp = np.nanmax(np.abs(early[:, 1:])) * 1.05
-        out += _panel(
-            w,
-            y0,
-            w,
-            h,
-            pad,
+        ),
+        Panel(
             f"first {EARLY_MS:.0f} ms of the RIR",
             early[:, 0],
-            [early[:, 1], early[:, 2]],
-            ["fra", "ism"],
+            [(_COLOURS[name], early[:, k]) for k, name in enumerate(("fra", "ism"), 1)],
             (-amp, amp),
             "ms",
-        )
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
-
-
-def _panel(x0, y0, w, h, pad, title, t, ys, names, ylim, unit) -> list[str]:
-    left, right, top, bottom = x0 + pad, x0 + w - 10, y0 + 20, y0 + h - 25
-    tmin, tmax = float(t[0]), float(t[-1])
-
-    def sx(v):
-        return left + (v - tmin) / (tmax - tmin) * (right - left)
-
-    def sy(v):
-        return bottom - (np.clip(v, *ylim) - ylim[0]) / (ylim[1] - ylim[0]) * (bottom - top)
-
-    out = [
-        f'<text x="{left}" y="{y0 + 14}">{title}</text>',
-        f'<rect x="{left}" y="{top}" width="{right - left}" height="{bottom - top}" '
-        'fill="none" stroke="#888"/>',
+        ),
     ]
-    for frac in (0.0, 0.5, 1.0):
-        v = ylim[0] + frac * (ylim[1] - ylim[0])
-        out.append(f'<text x="{left - 4}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:.3g}</text>')
-        tv = tmin + frac * (tmax - tmin)
-        out.append(f'<text x="{sx(tv):.1f}" y="{bottom + 14}" text-anchor="middle">{tv:.0f} {unit}</text>')
-    for y, name in zip(ys, names, strict=True):
-        ok = np.isfinite(y)
-        pts = " ".join(f"{sx(a):.1f},{sy(b):.1f}" for a, b in zip(t[ok], y[ok], strict=True))
-        out.append(
-            f'<polyline fill="none" stroke="{_COLOURS[name]}" stroke-opacity="0.75" stroke-width="1" '
-            f'points="{pts}"/>'
-        )
-    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -407,34 +367,21 @@ def render(result: dict, console: Console) -> None:
         console.print(f"goal {name}: {'met' if ok else 'MISSED'}")
 
 
-def _finite_or_none(x):
-    """JSON-safe lists: NaN and inf become null."""
-    if isinstance(x, dict):
-        return {k: _finite_or_none(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_finite_or_none(v) for v in x]
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
-
-
 @app.command(help="Physical fidelity of FRA-RIR against pyroomacoustics ISM on the same rooms.")
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    split: str = typer.Option("eval", help="split whose seed draws the rooms"),
+    params: Path = params_option(),
+    split: str = split_option(),
     n_rooms: int = typer.Option(100, min=1, help="rooms 0..n-1 of the split (ISM: about 1 s each)"),
     plots_dir: Path = typer.Option(Path("benchmarks/fidelity"), help="where the CSV curves and the SVG go"),
     n_plot_rooms: int = typer.Option(4, min=0, help="rooms whose curves are written"),
-    threads: int = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)"),
-    json_path: Path = typer.Option(None, "--json", help="also write all numbers to this JSON file"),
+    threads: int = threads_option(),
+    json_path: Path = json_option(),
 ) -> None:
     with user_errors():
-        if threads is not None:
-            torch.set_num_threads(threads)
-        sim = load_params(params).simulate
-        if split not in sim.splits:
-            raise DualmicError(f"unknown split {split!r}; simulate.splits has {', '.join(sim.splits)}")
-        seed, fs, c = sim.splits[split].seed, sim.sample_rate, sim.speed_of_sound
+        set_threads(threads)
+        p, split_params = load_split(params, split)
+        sim = p.simulate
+        seed, fs, c = split_params.seed, sim.sample_rate, sim.speed_of_sound
         t_start = time.perf_counter()
         rooms = sample_rooms(room_spec(sim), seed, 0, n_rooms)
         print(f"FRA-RIR on {n_rooms} rooms (two image draws) ...", file=sys.stderr)
@@ -445,7 +392,7 @@ def main(
         ok = np.setdiff1d(np.arange(n_rooms), skipped)
         if ok.size == 0:
             raise DualmicError(f"pyroomacoustics could not simulate any of the {n_rooms} rooms")
-        keep = Rooms(*(getattr(rooms, f)[ok] for f in Rooms.__dataclass_fields__))
+        keep = take_rooms(rooms, ok)
         fra, fra2, ism = fra[ok], fra2[ok], ism[ok]
 
         print("measuring ...", file=sys.stderr)
@@ -475,17 +422,9 @@ def main(
         plot_files = write_plots(plots_dir, keep, fra, ism, fra2, fs, c, n_plot_rooms) if n_plot_rooms else []
 
         result = {
-            "date": dt.datetime.now().isoformat(timespec="seconds"),
+            "date": utc_now(),
             "seconds": time.perf_counter() - t_start,
-            "machine": {
-                "cpu_model": cpu_model(),
-                "cpu_count": os.cpu_count(),
-                "load_average_1_5_15min": [round(v, 2) for v in os.getloadavg()],
-                "python": platform.python_version(),
-                "torch": torch.__version__,
-                "pyroomacoustics": pra.__version__,
-                "torch_threads": torch.get_num_threads(),
-            },
+            "machine": machine_info(),
             "setup": {
                 "params": str(params),
                 "split": split,
@@ -510,8 +449,7 @@ def main(
         }
         render(result, Console(width=130, highlight=False, soft_wrap=True))
         if json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(_finite_or_none(result), indent=1, allow_nan=False) + "\n")
+            write_json(json_path, result, indent=1)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,9 @@ import soundfile as sf
 import torch
 import torchaudio.functional as AF
 import typer
+from common import json_option, machine_info, params_option, utc_now, write_json
 
+from dualmic.core.errors import DualmicError, user_errors
 from dualmic.core.params import load_params
 from dualmic.learn.model_file import load_model
 from dualmic.predict import predict_angles
@@ -55,7 +57,7 @@ VOICES = ["en-us", "en-gb", "en-us+f3", "en-gb+f2", "en-us+m3", "en-gb-scotland"
 def espeak_corpus(workdir: Path, sample_rate: int) -> list[np.ndarray]:
     """Every sentence in every voice, at ``sample_rate``, unit RMS."""
     if shutil.which("espeak-ng") is None:
-        raise SystemExit("espeak-ng not found: apt-get install espeak-ng")
+        raise DualmicError("espeak-ng not found: apt-get install espeak-ng")
     out = []
     for v, voice in enumerate(VOICES):
         for s, text in enumerate(SENTENCES):
@@ -96,21 +98,35 @@ def mae(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
 
 def main(
     model_path: Path = typer.Option(Path("models/model.pt"), "--model"),
-    params_path: Path = typer.Option(Path("params.yaml"), "--params"),
+    params_path: Path = params_option(),
     n_rooms: int = typer.Option(100),
     seed: int = typer.Option(777, help="room seed; must differ from every split's seed"),
     cli_checks: int = typer.Option(3, help="mixtures also run through the dualmic predict CLI"),
-    json_out: Path | None = typer.Option(None, "--json"),
+    json_out: Path | None = json_option(),
 ) -> None:
+    with user_errors():
+        generalisation(model_path, params_path, n_rooms, seed, cli_checks, json_out)
+
+
+def generalisation(
+    model_path: Path, params_path: Path, n_rooms: int, seed: int, cli_checks: int, json_out: Path | None
+) -> None:
+    """Render, localise and score; print the results (and write them to ``json_out``)."""
     p = load_params(params_path)
     sim = p.simulate
     if seed in {s.seed for s in sim.splits.values()}:
-        raise SystemExit(f"seed {seed} is a split seed; pick another")
+        raise DualmicError(f"seed {seed} is a split seed; pick another")
     model, meta = load_model(model_path)
     fs, n_samples = sim.sample_rate, int(round(p.features.duration_s * sim.sample_rate))
     rooms = sample_rooms(room_spec(sim), seed, 0, n_rooms)
     true = np.sort(rooms.to_frame()[[f"src{k}_lateral_deg" for k in range(2)]].to_numpy(), 1)
-    results = {"n_rooms": n_rooms, "seed": seed, "label": meta["label"]}
+    results = {
+        "date": utc_now(),
+        "machine": machine_info(),
+        "n_rooms": n_rooms,
+        "seed": seed,
+        "label": meta["label"],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         corpus = espeak_corpus(Path(tmp), fs)
         rirs = {
@@ -142,7 +158,7 @@ def main(
                 assert np.allclose(got["angles_deg"], pred[b]), (got, pred[b])
     print(json.dumps(results, indent=2))
     if json_out:
-        json_out.write_text(json.dumps(results, indent=2) + "\n")
+        write_json(json_out, results)
 
 
 if __name__ == "__main__":

@@ -14,27 +14,33 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import os
-import platform
 import resource
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import pyroomacoustics as pra
 import torch
 import typer
-from machine import cpu_model  # noqa: E402  (benchmarks/machine.py)
+from common import (
+    json_option,
+    load_split,
+    machine_info,
+    params_option,
+    peak_rss_mib,
+    set_threads,
+    split_option,
+    threads_option,
+    utc_now,
+    write_json,
+)
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError, user_errors
-from dualmic.core.params import load_params
 from dualmic.sim.batches import fra_config, room_spec, simulate_batches
 from dualmic.sim.fra import fra_rirs, image_draws
 from dualmic.sim.ism import ism_rirs
@@ -44,12 +50,6 @@ N_COMPARE = 64  # rooms simulated on both CPU and CUDA to check agreement
 ARRIVAL_WINDOW_S = 1e-3  # the first-arrival window ends this long after the direct path
 
 app = typer.Typer(add_completion=False)
-
-
-def peak_rss_mib() -> float:
-    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024
 
 
 class OtherLoad:
@@ -292,41 +292,30 @@ def render(result: dict, console: Console) -> None:
     )
 )
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file"),
-    split: str = typer.Option("eval", help="split whose seed draws the rooms"),
+    params: Path = params_option(),
+    split: str = split_option(),
     n_ism: int = typer.Option(48, min=1, help="rooms simulated with ISM (slow: about 0.2-1 s each)"),
     n_fra: int = typer.Option(
         3200, min=1, help="rooms simulated with FRA-RIR (about 25 s on an idle 2-core CPU)"
     ),
     batch_size: int = typer.Option(None, min=1, help="FRA rooms per batch (default: simulate.batch_size)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda (FRA only; ISM always runs on CPU)"),
-    threads: int = typer.Option(None, min=1, help="torch CPU threads (default: torch's choice)"),
-    json_path: Path = typer.Option(None, "--json", help="also write all numbers to this JSON file"),
+    threads: int = threads_option(),
+    json_path: Path = json_option(),
 ) -> None:
     with user_errors():
         if device not in ("auto", "cpu", "cuda"):
             raise DualmicError(f"--device {device!r}: use auto, cpu or cuda")
-        if threads is not None:
-            torch.set_num_threads(threads)
-        sim = load_params(params).simulate
-        if split not in sim.splits:
-            raise DualmicError(f"unknown split {split!r}; simulate.splits has {', '.join(sim.splits)}")
+        set_threads(threads)
+        p, split_params = load_split(params, split)
+        sim = p.simulate
         dev = resolve_device(device)
         batch = batch_size or sim.batch_size
-        spec, cfg, seed = room_spec(sim), fra_config(sim), sim.splits[split].seed
+        spec, cfg, seed = room_spec(sim), fra_config(sim), split_params.seed
 
         result = {
-            "date": dt.datetime.now().isoformat(timespec="seconds"),
-            "machine": {
-                "cpu_model": cpu_model(),
-                "cpu_count": os.cpu_count(),
-                "torch_threads": torch.get_num_threads(),
-                "device": dev.type,
-                "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-                "torch": torch.__version__,
-                "pyroomacoustics": pra.__version__,
-                "python": platform.python_version(),
-            },
+            "date": utc_now(),
+            "machine": machine_info(dev),
             "setup": {
                 "params": str(params),
                 "split": split,
@@ -353,8 +342,7 @@ def main(
 
         render(result, Console(width=110, highlight=False, soft_wrap=True))
         if json_path is not None:
-            json_path.parent.mkdir(parents=True, exist_ok=True)
-            json_path.write_text(json.dumps(result, indent=2) + "\n")
+            write_json(json_path, result)
 
 
 if __name__ == "__main__":
