@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.schema import (
+    AugmentParams,
     EvaluateParams,
     ExportParams,
     FeaturesParams,
@@ -29,6 +30,7 @@ from dualmic.core.schema import (
 )
 
 __all__ = [
+    "AugmentParams",
     "EvaluateParams",
     "ExportParams",
     "FeaturesParams",
@@ -53,6 +55,7 @@ class Params(Section):
     sources: SourcesParams
     labels: LabelsParams
     features: FeaturesParams
+    augment: AugmentParams = AugmentParams()
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams
@@ -95,6 +98,10 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _splits_known(self):
+        for name in self.augment.splits:
+            if name not in self.simulate.splits:
+                known = ", ".join(self.simulate.splits)
+                raise ValueError(f"augment.splits names split {name!r}; known: {known}")
         for name in self.features.keep_mix:
             if name not in self.simulate.splits:
                 known = ", ".join(self.simulate.splits)

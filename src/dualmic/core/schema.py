@@ -53,6 +53,12 @@ class SplitParams(Section):
     n_rooms: PosInt
     seed: Seed
     method: Literal["fra", "ism"] | None = None  # per-split override of simulate.method
+    rt60_range: tuple[PosFloat, PosFloat] | None = None  # per-split override of simulate.rt60_range
+
+    @field_validator("rt60_range")
+    @classmethod
+    def _rt60(cls, v):
+        return v if v is None else _ordered(v, "rt60_range")
 
 
 class FraParams(Section):
@@ -151,7 +157,16 @@ class SimulateParams(Section):
 
     @property
     def n_taps(self) -> int:
+        """RIR length of a split without its own rt60_range."""
         duration = self.rir_duration_s if self.rir_duration_s is not None else self.rt60_range[1]
+        return int(math.ceil(duration * self.sample_rate))
+
+    def rt60_for(self, split: str) -> tuple[float, float]:
+        return self.split(split).rt60_range or self.rt60_range
+
+    def n_taps_for(self, split: str) -> int:
+        """RIR length of ``split``: rir_duration_s, else the split's largest RT60."""
+        duration = self.rir_duration_s if self.rir_duration_s is not None else self.rt60_for(split)[1]
         return int(math.ceil(duration * self.sample_rate))
 
     def method_for(self, split: str) -> str:
@@ -219,6 +234,37 @@ class FeaturesParams(Section):
         if self.hop > self.n_fft:
             raise ValueError(f"hop {self.hop} > n_fft {self.n_fft}; frames would leave gaps")
         return self
+
+
+Probability = Annotated[float, Strict(), Field(ge=0, le=1)]
+
+
+class MicMismatchParams(Section):
+    probability: Probability = 0.0  # of a mixture with imperfect microphones
+    gain_db: NonNegFloat = 3.0  # per-mic gain drawn from +-gain_db
+    tilt: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.3  # per-mic first-order spectral tilt, +-
+    allpass: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.05  # per-mic all-pass coefficient, +-
+
+
+class AugmentParams(Section):
+    """Mixtures in the conditions of real recordings, for the splits listed (see data.augment)."""
+
+    splits: tuple[str, ...] = ()
+    seed: Seed = 11
+    single_talker: Probability = 0.0
+    point_noise: Probability = 0.0  # of a noise point source in a single-talker mixture
+    point_noise_snr_db: tuple[Float, Float] = (0.0, 20.0)
+    diffuse: Probability = 0.0
+    diffuse_snr_db: tuple[Float, Float] = (0.0, 30.0)
+    sensor: Probability = 0.0
+    sensor_snr_db: tuple[Float, Float] = (30.0, 60.0)
+    babble_talkers: Annotated[int, Strict(), Field(ge=2, le=16)] = 4
+    mic: MicMismatchParams = MicMismatchParams()
+
+    @field_validator("point_noise_snr_db", "diffuse_snr_db", "sensor_snr_db")
+    @classmethod
+    def _db(cls, v):
+        return _ordered(v, "dB")
 
 
 class ModelParams(Section):

@@ -11,6 +11,7 @@ import torch
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import angle_to_class
 from dualmic.core.params import Params
+from dualmic.data.augment import draw_condition, render
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.sources import source_signals
 from dualmic.sim.rooms import Rooms
@@ -33,6 +34,19 @@ class FeatureBatch:
     start: int
     features: np.ndarray  # (B, C, F, T) float16
     mixture: np.ndarray  # (B, 2, n_samples) float32
+    active: np.ndarray  # (B, S) bool: the sources that talk (all, unless the split is augmented)
+
+
+def single_talker_labels(angles: np.ndarray, active: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of rooms where only some sources talk: every slot carries an active source's angle
+    (one talker: both sorted slots carry its angle). ``angles`` (n, S) in source order."""
+    angles = np.asarray(angles, dtype=np.float64).copy()
+    for i in np.flatnonzero(~active.all(axis=1)):
+        talking = angles[i, active[i]]
+        angles[i] = np.resize(talking, angles.shape[1])
+    angles = np.sort(angles, axis=1)
+    classes = angle_to_class(angles, p.labels.class_width_deg, p.labels.n_classes)
+    return angles.astype(np.float32), classes
 
 
 def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[FeatureBatch]:
@@ -45,6 +59,7 @@ def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[Feature
     n_samples = p.n_samples
     n_rooms, n_src, _, n_taps = rirs.shape
     split_seed = p.simulate.split(split).seed
+    aug = p.augment if split in p.augment.splits else None
     for start in range(0, n_rooms, p.features.batch_size):
         count = min(p.features.batch_size, n_rooms - start)
         dry = source_signals(
@@ -58,10 +73,36 @@ def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[Feature
             n_samples + n_taps - 1,
             p.simulate.sample_rate,
         )
-        rngs = [np.random.default_rng([p.features.seed, split_seed, i]) for i in range(start, start + count)]
+        active = np.ones((count, n_src), dtype=bool)
         with torch.inference_mode():
             rir_batch = torch.from_numpy(np.array(rirs[start : start + count]))
             images = reverberant_images(rir_batch, torch.from_numpy(dry))
-            mixture = mix_sources(images, rngs, p.features.sir_db, p.features.snr_db, cfg)
+            if aug is None:
+                rngs = [
+                    np.random.default_rng([p.features.seed, split_seed, i])
+                    for i in range(start, start + count)
+                ]
+                mixture = mix_sources(images, rngs, p.features.sir_db, p.features.snr_db, cfg)
+            else:
+                mixture = _augmented(
+                    p, aug, split_seed, start, images.numpy(), rir_batch.numpy(), active, cfg
+                )
             feats = features_from_audio(mixture, cfg)
-        yield FeatureBatch(start, feats.numpy().astype(np.float16), mixture.numpy())
+        yield FeatureBatch(start, feats.numpy().astype(np.float16), mixture.numpy(), active)
+
+
+def _augmented(p: Params, aug, split_seed: int, start: int, images, rirs, active, cfg) -> torch.Tensor:
+    """Mixtures of rooms ``start ..`` under their drawn conditions (see :mod:`dualmic.data.augment`);
+    marks the silent sources in ``active``."""
+    count, n_src, _, n = images.shape
+    babble = source_signals(
+        p.sources.kind, p.sources.folder, aug.seed, split_seed, start, count, aug.babble_talkers, n,
+        p.simulate.sample_rate,
+    )  # fmt: skip
+    out = np.empty((count, 2, n), dtype=np.float32)
+    for b in range(count):
+        rng = np.random.default_rng([aug.seed, split_seed, start + b])
+        cond = draw_condition(rng, aug, n_src, p.features.sir_db)
+        active[b] = np.isin(np.arange(n_src), cond.talkers)
+        out[b] = render(images[b].astype(np.float64), rirs[b], cond, rng, cfg, babble[b])
+    return torch.from_numpy(out)

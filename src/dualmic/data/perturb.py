@@ -23,7 +23,9 @@ def _rfft_size(n: int) -> int:
     return 1 << max(1, (n - 1).bit_length())
 
 
-def colored_noise(rng: np.random.Generator, n_channels: int, n_samples: int, color: str = "pink") -> np.ndarray:
+def colored_noise(
+    rng: np.random.Generator, n_channels: int, n_samples: int, color: str = "pink"
+) -> np.ndarray:
     """Independent unit-power noise channels (n_channels, n_samples) with a 1/f^a power spectrum."""
     exponent = COLORS[color]
     n_fft = _rfft_size(n_samples)
@@ -55,9 +57,7 @@ def diffuse_pair(
     return np.fft.irfft(mixed, n=n_fft)[:, :n]
 
 
-def mic_mismatch(
-    audio: np.ndarray, gain_db: np.ndarray, tilt: np.ndarray, allpass: np.ndarray
-) -> np.ndarray:
+def mic_mismatch(audio: np.ndarray, gain_db: np.ndarray, tilt: np.ndarray, allpass: np.ndarray) -> np.ndarray:
     """Imperfect microphones: channel m gets gain ``gain_db[m]`` dB, a first-order spectral tilt
     ``tilt[m]`` (y = x + t (x - x[n-1]) / 2: treble up for t > 0, down for t < 0) and a first-order
     all-pass ``(c + z^-1) / (1 + c z^-1)`` with ``c = allpass[m]`` (a frequency-dependent phase

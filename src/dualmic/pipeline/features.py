@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import numpy as np
+
 from dualmic.core.files import load_npy, npy_writer, save_npy
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.data.features import FeatureConfig
-from dualmic.data.mixtures import feature_batches, split_labels
+from dualmic.data.mixtures import feature_batches, single_talker_labels, split_labels
 from dualmic.sim.rooms import Rooms
 
 
@@ -40,11 +42,15 @@ def run(
         if split in p.features.keep_mix:
             mix = stack.enter_context(npy_writer(dest / "mix.npy", (n_rooms, 2, n_samples), "float32"))
         bar = stack.enter_context(progress_bar(f"features {split}", n_rooms))
+        active = np.ones((n_rooms, p.simulate.n_sources), dtype=bool)
         for batch in feature_batches(p, split, rirs):
             stop = batch.start + len(batch.features)
             feats[batch.start : stop] = batch.features
+            active[batch.start : stop] = batch.active
             if mix is not None:
                 mix[batch.start : stop] = batch.mixture
             bar(len(batch.features))
+        if not active.all():  # augmented split: rooms with one talker carry its angle in every slot
+            angles, classes = single_talker_labels(rooms.angles(p.labels.angle), active, p)
         save_npy(dest / "labels.npy", classes)
         save_npy(dest / "angles.npy", angles)

@@ -34,7 +34,7 @@ def run(
     sim = p.simulate
     n_rooms = sim.split(split).n_rooms
     device = resolve_device(sim.device)
-    shape = (n_rooms, sim.n_sources, len(sim.mic_offsets), sim.n_taps)
+    shape = (n_rooms, sim.n_sources, len(sim.mic_offsets), sim.n_taps_for(split))
     tables, checked = [], []
     with (
         npy_writer(out / split / "rirs.npy", shape, "float32") as rirs,

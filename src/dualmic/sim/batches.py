@@ -14,11 +14,12 @@ from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
 
-def room_spec(sim: SimulateParams) -> RoomSpec:
+def room_spec(sim: SimulateParams, split: str | None = None) -> RoomSpec:
+    """The room sampler's spec (with ``split``'s own rt60_range, if it has one)."""
     return RoomSpec(
         room_dim_min=sim.room_dim_min,
         room_dim_max=sim.room_dim_max,
-        rt60_range=sim.rt60_range,
+        rt60_range=sim.rt60_range if split is None else sim.rt60_for(split),
         src_distance_range=sim.src_distance_range,
         min_wall_distance=sim.min_wall_distance,
         mic_offsets=sim.mic_offsets,
@@ -27,10 +28,10 @@ def room_spec(sim: SimulateParams) -> RoomSpec:
     )
 
 
-def fra_config(sim: SimulateParams) -> FraConfig:
+def fra_config(sim: SimulateParams, split: str | None = None) -> FraConfig:
     return FraConfig(
         sample_rate=sim.sample_rate,
-        n_taps=sim.n_taps,
+        n_taps=sim.n_taps if split is None else sim.n_taps_for(split),
         n_images=sim.fra.n_images,
         oversample=sim.fra.oversample,
         highpass_hz=sim.fra.highpass_hz,
@@ -48,7 +49,7 @@ def simulate_batches(
     params and its index, never on batch size or device (beyond float rounding on CUDA).
     """
     split_p = sim.split(split)
-    spec, cfg, method = room_spec(sim), fra_config(sim), sim.method_for(split)
+    spec, cfg, method = room_spec(sim, split), fra_config(sim, split), sim.method_for(split)
     starts = list(range(0, split_p.n_rooms, sim.batch_size))
 
     def prepare(start: int):
@@ -67,7 +68,7 @@ def simulate_batches(
             if i + 1 < len(starts):
                 pending = pool.submit(prepare, starts[i + 1])
             if method == "ism":
-                rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound)
+                rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound)
             else:
                 with torch.inference_mode():
                     rirs = fra_rirs(rooms, draws, cfg, device).cpu().numpy()
