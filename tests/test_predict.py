@@ -99,8 +99,9 @@ def check_json(stdout: str) -> list[float]:
     lines = stdout.strip().splitlines()
     assert len(lines) == 1, stdout
     out = json.loads(lines[0])
-    assert set(out) == {"angles_deg", "label"} and out["label"] == "lateral"
+    assert set(out) == {"angles_deg", "confidence", "label"} and out["label"] == "lateral"
     angles = out["angles_deg"]
+    assert len(out["confidence"]) == 2 and all(0.0 < c <= 1.0 for c in out["confidence"])
     assert len(angles) == 2 and angles == sorted(angles)
     assert all(0.0 <= a <= 180.0 for a in angles)
     return angles
@@ -148,9 +149,23 @@ def test_cli_text_output_matches_json(workdir):
     )
     assert as_json.exit_code == 0 and text.exit_code == 0, (as_json.output, text.output)
     a, b = check_json(as_json.stdout)
+    ca, cb = json.loads(as_json.stdout)["confidence"]
     assert text.stdout.strip() == (
-        f"source 1: {a:g} deg, source 2: {b:g} deg (lateral: angle to the mic axis, mic 0 -> mic 1 along +x)"
+        f"source 1: {a:g} deg (confidence {ca:.2f}), source 2: {b:g} deg (confidence {cb:.2f}) "
+        "(lateral: angle to the mic axis, mic 0 -> mic 1 along +x)"
     )
+
+
+def test_slot_confidence_is_the_mass_around_the_peak():
+    from dualmic.predict import slot_confidence
+
+    prob = np.full((2, 36), 0.2 / 33)
+    prob[0, 10:13] = [0.2, 0.5, 0.1]  # peak at 11: its neighbours count
+    prob[1] = 1 / 36  # flat: low confidence
+    prob[1, 0] += 1e-3
+    conf = slot_confidence(np.log(prob))
+    assert conf[0] == pytest.approx(0.8, abs=1e-6)
+    assert conf[1] < 0.1
 
 
 @pytest.mark.parametrize(

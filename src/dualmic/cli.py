@@ -54,7 +54,9 @@ def predict(
     ),
     model: Path = typer.Option(Path("models/model.pt"), "--model", help="model written by the train stage"),
     as_json: bool = typer.Option(
-        False, "--json", help='print one JSON line: {"angles_deg": \\[a, b], "label": "lateral"}'
+        False,
+        "--json",
+        help='print one JSON line: {"angles_deg": \\[a, b], "confidence": \\[ca, cb], "label": "lateral"}',
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
 ) -> None:
@@ -64,17 +66,20 @@ def predict(
             raise DualmicError(f"--device {device!r}: expected auto, cpu or cuda")
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
-        from dualmic.predict import load_predict_model, model_features, predict_angles, read_recording
+        from dualmic.predict import load_predict_model, model_features, predict_sources, read_recording
 
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         audio = read_recording(recording, model_features(meta).sample_rate)
-        angles = predict_angles(audio, net, meta, dev)
+        sources = predict_sources(audio, net, meta, dev)
+        angles, confidence = [a for a, _ in sources], [c for _, c in sources]
         label = str(meta["label"])
         if as_json:
-            typer.echo(json.dumps({"angles_deg": angles, "label": label}))
+            typer.echo(json.dumps({"angles_deg": angles, "confidence": confidence, "label": label}))
         else:
-            shown = ", ".join(f"source {k + 1}: {a:g} deg" for k, a in enumerate(angles))
+            shown = ", ".join(
+                f"source {k + 1}: {a:g} deg (confidence {c:.2f})" for k, (a, c) in enumerate(sources)
+            )
             typer.echo(f"{shown} ({_LABEL_HELP.get(label, label)})")
 
 

@@ -20,6 +20,7 @@ import torch
 import torchaudio.functional as AF
 
 from dualmic.core.errors import DualmicError, one_line
+from dualmic.core.labels import class_centre_deg
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.inference import decode_angles, pooled_log_probs, window_starts
 from dualmic.learn.model import SSLModel
@@ -151,3 +152,27 @@ def predict_angles(
     """
     logp = recording_log_probs(audio, model, meta, device)
     return [float(a) for a in decode_angles(logp[None], float(meta["class_width_deg"]))[0]]
+
+
+def slot_confidence(log_probs: np.ndarray) -> np.ndarray:
+    """Confidence of each slot's answer, 0..1: the pooled probability of its best class and the
+    two classes beside it (log_probs (n_slots, n_classes) → (n_slots,))."""
+    logp = np.asarray(log_probs, dtype=np.float64)
+    prob = np.exp(logp - logp.max(axis=-1, keepdims=True))
+    prob /= prob.sum(axis=-1, keepdims=True)
+    best = prob.argmax(axis=-1)
+    out = np.empty(len(prob))
+    for s, b in enumerate(best):
+        out[s] = prob[s, max(b - 1, 0) : b + 2].sum()
+    return out
+
+
+def predict_sources(
+    audio: np.ndarray, model: SSLModel, meta: dict, device: str | torch.device = "cpu"
+) -> list[tuple[float, float]]:
+    """(angle in degrees, confidence 0..1) of every source, sorted by angle (see
+    :func:`predict_angles` and :func:`slot_confidence`)."""
+    logp = recording_log_probs(audio, model, meta, device)
+    centres = class_centre_deg(logp.argmax(-1), float(meta["class_width_deg"]))
+    pairs = sorted(zip(centres.tolist(), slot_confidence(logp).tolist(), strict=True))
+    return [(float(a), round(float(c), 4)) for a, c in pairs]
