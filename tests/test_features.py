@@ -368,3 +368,12 @@ def test_feature_batches_are_deterministic_and_seeded(raw, tiny_rirs):
     for other in (other_split, other_seed, other_sources):
         assert np.abs(other - mix).max() > 0.1
     assert np.abs(mix[0] - mix[1]).max() > 0.1  # rooms differ from each other
+
+
+def test_split_labels_need_the_stored_label_columns(raw):
+    rooms = _rooms(ROOMS)
+    rooms.stored_angles.pop("lateral")
+    with pytest.raises(DualmicError) as err:
+        split_labels(_params(raw), rooms)
+    message = str(err.value)
+    assert "src0_lateral_deg, src1_lateral_deg" in message and "\n" not in message

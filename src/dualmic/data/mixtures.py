@@ -24,7 +24,7 @@ def split_labels(p: Params, rooms: Rooms) -> tuple[np.ndarray, np.ndarray]:
             f"rooms.csv has {rooms.n_sources} sources per room but simulate.n_sources is "
             f"{p.simulate.n_sources}; re-run the simulate stage"
         )
-    angles = np.sort(rooms.angles(p.labels.angle), axis=1)
+    angles = np.sort(rooms.angles(p.labels.angle, stored=True), axis=1)
     classes = angle_to_class(angles, p.labels.class_width_deg, p.labels.n_classes)
     return angles.astype(np.float32), classes
 

@@ -63,11 +63,7 @@ def run(
         )
     n_rooms = rirs.shape[0]
     rooms = Rooms.read(eval_rirs / "rooms.csv", sim.mic_offsets, n_rooms)
-    if label not in rooms.stored_angles:
-        raise DualmicError(
-            f"{eval_rirs / 'rooms.csv'} lacks the src*_{label}_deg columns; re-run the simulate stage"
-        )
-    true = rooms.angles(label)
+    true = rooms.angles(label, stored=True)
 
     device = resolve_device(p.train.device)
     net, meta = load_model(model, device)

@@ -51,6 +51,6 @@ def run(
                 mix[batch.start : stop] = batch.mixture
             bar(len(batch.features))
         if not active.all():  # augmented split: rooms with one talker carry its angle in every slot
-            angles, classes = single_talker_labels(rooms.angles(p.labels.angle), active, p)
+            angles, classes = single_talker_labels(rooms.angles(p.labels.angle, stored=True), active, p)
         save_npy(dest / "labels.npy", classes)
         save_npy(dest / "angles.npy", angles)

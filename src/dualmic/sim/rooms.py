@@ -58,6 +58,7 @@ class Rooms:
     src_pos: np.ndarray
     # label -> (B, S) degrees as read from rooms.csv (exactly the stored values); else computed
     stored_angles: dict[str, np.ndarray] = field(default_factory=dict)
+    where: str = ""  # the table the rooms were read from, for error messages
 
     def __len__(self) -> int:
         return len(self.rt60)
@@ -76,10 +77,17 @@ class Rooms:
     def n_sources(self) -> int:
         return self.src_pos.shape[1]
 
-    def angles(self, label: str) -> np.ndarray:
-        """(B, S) degrees of ``label`` (lateral | azimuth) per source, in source order."""
+    def angles(self, label: str, stored: bool = False) -> np.ndarray:
+        """(B, S) degrees of ``label`` (lateral | azimuth) per source, in source order: the values
+        read from rooms.csv when there are (``stored``: they must be), else computed."""
         if label in self.stored_angles:
             return self.stored_angles[label]
+        if stored:
+            cols = ", ".join(f"src{k}_{label}_deg" for k in range(self.n_sources))
+            raise DualmicError(
+                f"{self.where or 'rooms table'} lacks the {label} label column(s) ({cols}); "
+                "re-run the simulate stage"
+            )
         if label not in LABELS:
             raise DualmicError(f"label {label!r}: expected one of {', '.join(LABELS)}")
         angle = lateral_deg if label == "lateral" else azimuth_deg
@@ -139,6 +147,7 @@ class Rooms:
             mic_pos=mic_positions(center, rot, np.asarray(mic_offsets, dtype=np.float64)),
             src_pos=src,
             stored_angles=stored,
+            where=where,
         )
 
     @classmethod
