@@ -32,6 +32,7 @@ def tiny_raw_params() -> dict:
     raw["model"].update(dim=32, depth=1, heads=2, dim_head=16)  # 1-s window: short inputs are padded
     raw["train"].update(epochs=1, batch_size=4, warmup_epochs=0)
     raw["evaluate"]["srp_phat"] = True
+    raw["conditions"] = {"n_rooms": 2, "n_talkers": 6, "babble_talkers": 2}
     return raw
 
 
@@ -64,6 +65,8 @@ def make_project(root: Path, raw: dict | None = None) -> Path:
         (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the offline page, plot templates
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # templates, offline page
     (root / "params.yaml").write_text(yaml.safe_dump(raw or tiny_raw_params(), sort_keys=False))
     run(["git", "init", "-q"], root)
     git_commit(root, "init")
