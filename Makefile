@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-repro: $(STAMP)
+repro: $(STAMP) espeak
 	dvc repro
 
-test: $(STAMP) test-deps
+test: $(STAMP) test-deps espeak
 	python -m pytest
 
 # tests/test_plots_offline.py draws the plots page in headless Chromium (Debian's package).
@@ -28,6 +28,11 @@ test: $(STAMP) test-deps
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 test-deps:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
+
+# The conditions stage (and its tests) speaks with espeak-ng (Debian's package).
+.PHONY: espeak
+espeak:
+	command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng)
 
 lint: $(STAMP)
 	ruff check src stages tests benchmarks

@@ -15,6 +15,7 @@ import yaml
 from tests_support import make_project, run
 
 from dualmic.core.params import load_params
+from dualmic.core.schema import CONDITION_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -80,6 +81,18 @@ def test_repro_trains_and_evaluates(project):
     assert not shown.get("errors")
     assert {"MAE vs RT60", "MAE vs source separation", "Error histogram"} <= set(shown["data"])
     assert "metrics/train/plots/metrics/val/mae_deg.tsv" in shown["data"]
+
+
+def test_repro_scores_every_condition(project):
+    scores = json.loads((project / "metrics/conditions.json").read_text())
+    for name in CONDITION_NAMES:
+        assert scores[f"{name}.n_rooms"] == 2
+        for method in ("model", "srp_phat", "constant"):
+            assert 0 <= scores[f"{name}.{method}.mae_deg"] <= 180
+    table = pd.read_csv(project / "metrics/conditions/mae_per_condition.csv")
+    assert list(table["condition"]) == list(CONDITION_NAMES)
+    shown = json.loads(run(["dvc", "plots", "show", "--json"], project).stdout)
+    assert not shown.get("errors") and "MAE per acoustic condition" in shown["data"]
 
 
 def test_repro_again_is_a_no_op(project):

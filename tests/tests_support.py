@@ -66,7 +66,6 @@ def make_project(root: Path, raw: dict | None = None) -> Path:
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the offline page, plot templates
-    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # templates, offline page
     (root / "params.yaml").write_text(yaml.safe_dump(raw or tiny_raw_params(), sort_keys=False))
     run(["git", "init", "-q"], root)
     git_commit(root, "init")

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError, model_validator
 from dualmic.core.errors import DualmicError
 from dualmic.core.schema import (
     AugmentParams,
+    ConditionsParams,
     EvaluateParams,
     ExportParams,
     FeaturesParams,
@@ -31,6 +32,7 @@ from dualmic.core.schema import (
 
 __all__ = [
     "AugmentParams",
+    "ConditionsParams",
     "EvaluateParams",
     "ExportParams",
     "FeaturesParams",
@@ -60,6 +62,7 @@ class Params(Section):
     train: TrainParams
     evaluate: EvaluateParams
     export: ExportParams = ExportParams()
+    conditions: ConditionsParams = ConditionsParams()
 
     def frames(self, seconds: float) -> int:
         """STFT hops in ``seconds`` (at least 1)."""
@@ -106,6 +109,25 @@ class Params(Section):
             if name not in self.simulate.splits:
                 known = ", ".join(self.simulate.splits)
                 raise ValueError(f"features.keep_mix names split {name!r}; known: {known}")
+        return self
+
+    @model_validator(mode="after")
+    def _condition_seeds_apart(self):
+        """The conditions test's rooms come from seeds no split uses (see ConditionsParams.room_seed)."""
+        splits = {split.seed: name for name, split in self.simulate.splits.items()}
+        seed = self.conditions.seed
+        if seed in splits:
+            raise ValueError(
+                f"conditions.seed {seed} equals simulate.splits.{splits[seed]}.seed; the conditions "
+                "test must score rooms no split uses: pick another conditions.seed"
+            )
+        for name in self.conditions.selected:
+            room_seed = self.conditions.room_seed(name)
+            if room_seed in splits:
+                raise ValueError(
+                    f"conditions.seed {seed} gives condition {name} the room seed {room_seed}, which is "
+                    f"simulate.splits.{splits[room_seed]}.seed: pick another conditions.seed"
+                )
         return self
 
 

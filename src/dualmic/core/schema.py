@@ -6,7 +6,9 @@ Each field's constraints are what a user is told when a value is wrong (see
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -339,3 +341,97 @@ class ExportParams(Section):
             except ValueError:
                 raise ValueError(f"{v!r} is not a 'YYYY-MM-DD hh:mm:ss' UTC time") from None
         return v
+
+
+# The conditions test's conditions (defined in dualmic.scoring.conditions), in the order that
+# numbers their room seeds: a condition's rooms never change when others are added or left out.
+CONDITION_NAMES = (
+    "clean",
+    "diffuse_snr20",
+    "diffuse_snr10",
+    "diffuse_snr5",
+    "diffuse_snr0",
+    "babble_snr10",
+    "point_noise_snr5",
+    "rt60_0.7-1.0",
+    "rt60_1.0-1.5",
+    "mic_mismatch",
+    "elevated",
+    "close_talkers",
+    "single_talker",
+)
+# languages the conditions test has words for; an espeak-ng voice is LANG[-REGION][+VARIANT]
+TALKER_LANGUAGES = ("en", "de", "fr", "es", "it")
+_VOICE = re.compile(r"(?P<lang>[a-z]{2,3})(-[a-z0-9]+)*(\+[A-Za-z0-9]+)?")
+
+
+class ConditionsParams(Section):
+    """The conditions test: held-out rooms and espeak-ng talkers per acoustic condition."""
+
+    n_rooms: PosInt = 40
+    seed: Seed = 5150
+    names: tuple[StrictStr, ...] | None = None  # None = all of CONDITION_NAMES
+    voices: tuple[StrictStr, ...] = (
+        "en-us",
+        "en-gb+m3",
+        "de+f2",
+        "fr-fr+m2",
+        "es+f3",
+        "it+m3",
+        "en-us+f4",
+        "de+m4",
+        "es-419+m1",
+        "it+f2",
+    )
+    n_talkers: PosInt = 40
+    babble_talkers: Annotated[int, Strict(), Field(ge=1, le=16)] = 6
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, v):
+        if v is None:
+            return v
+        if not v:
+            raise ValueError(f"no conditions; give some of {', '.join(CONDITION_NAMES)}")
+        for name in v:
+            if name not in CONDITION_NAMES:
+                close = difflib.get_close_matches(name, CONDITION_NAMES, n=1)
+                hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(CONDITION_NAMES)}"
+                raise ValueError(f"unknown condition {name!r}; {hint}")
+        if len(set(v)) != len(v):
+            raise ValueError("a condition is named twice")
+        return v
+
+    @field_validator("voices")
+    @classmethod
+    def _voices(cls, v):
+        if not v:
+            raise ValueError("no voices; give espeak-ng voices such as [en-us, de+f2]")
+        for voice in v:
+            m = _VOICE.fullmatch(voice)
+            if not m or m["lang"] not in TALKER_LANGUAGES:
+                raise ValueError(
+                    f"voice {voice!r}: give an espeak-ng voice LANG[-REGION][+VARIANT] of a language "
+                    f"with words here ({', '.join(TALKER_LANGUAGES)}), e.g. en-us or de+f2"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _enough_talkers(self):
+        need = 2 + 2 * self.babble_talkers
+        if self.n_talkers < need:
+            raise ValueError(
+                f"n_talkers {self.n_talkers} < {need}: two talkers plus two babble signals of "
+                f"babble_talkers {self.babble_talkers} each, all different"
+            )
+        return self
+
+    @property
+    def selected(self) -> tuple[str, ...]:
+        """The conditions to run: ``names``, or all of them."""
+        return self.names if self.names is not None else CONDITION_NAMES
+
+    def room_seed(self, name: str) -> int:
+        """Seed of condition ``name``'s rooms: from SeedSequence([seed, its index in CONDITION_NAMES])."""
+        index = CONDITION_NAMES.index(name)
+        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])

@@ -1,0 +1,387 @@
+"""The conditions test: the model, SRP-PHAT and the constant guess per acoustic condition.
+
+Each condition (:data:`CONDITIONS`, run as ``conditions.names`` lists them) is a set of
+``conditions.n_rooms`` rooms drawn like the splits' (``simulate.*``) but from the condition's
+own seed (:meth:`~dualmic.core.schema.ConditionsParams.room_seed`; params validation refuses
+one that a split uses), with talkers the model never heard (espeak-ng voices,
+:mod:`dualmic.scoring.talkers`), mixed as the features stage mixes (``features.duration_s`` of
+steady-state reverberant speech, talker levels from ``features.sir_db``, unit RMS) and then
+changed as the condition says. SNRs are the talkers' power over the noise's, both at the mics.
+
+Everything a room holds (geometry, RIRs, talkers, levels, noise) comes from streams of (room
+seed, room index), so a condition's rooms do not depend on the batch size or on which other
+conditions run, and the same params give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from dualmic.core.errors import DualmicError
+from dualmic.core.params import Params
+from dualmic.core.schema import CONDITION_NAMES
+from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
+from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
+from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.scoring import metrics
+from dualmic.scoring.baselines import constant_angles, srp_phat_angles
+from dualmic.scoring.talkers import TalkerPool, talker_specs
+from dualmic.sim.batches import fra_config, room_spec
+from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.ism import ism_rirs
+from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
+
+N_SLOTS = 2  # the model's label slots: two talkers (one talker fills both)
+MIC_GAIN_DB = 3.0  # mic_mismatch: per-mic gain drawn from +-3 dB
+MIC_TILT = 0.3  # mic_mismatch: per-mic first-order spectral tilt drawn from +-0.3
+MIC_ALLPASS = 0.05  # mic_mismatch: per-mic first-order all-pass coefficient drawn from +-0.05
+SENSOR_SNR_DB = 30.0  # mic_mismatch: white sensor noise, independent per mic
+MIN_TALKER_SPACING_M = 0.3  # close_talkers: two people stand at least this far apart
+METHODS = ("model", "srp_phat", "constant")
+KEPT_SCORES = ("mae_deg", "acc_10deg")  # of metrics.summary, per condition and method
+
+_CANDIDATES = 256  # source positions drawn per attempt
+_ATTEMPTS = 200  # attempts before a room is declared unable to hold a constrained source
+_PLACE_STREAM = 0xC0D1  # source positions of constrained conditions
+_MIX_STREAM = 0xC0D2  # talkers, levels, noise and mic errors
+_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One acoustic condition of the conditions test."""
+
+    name: str
+    description: str
+    talkers: int = 2  # active talkers; with 1, both sorted label slots carry its angle
+    noise: str | None = None  # diffuse (pink) | babble (diffuse talkers) | point (pink, own RIR) | sensor
+    snr_db: float | None = None  # talkers' power over the noise's, at the mics
+    rt60_range: tuple[float, float] | None = None  # seconds; None = simulate.rt60_range
+    mic_mismatch: bool = False  # gain, tilt and all-pass errors per mic
+    min_elevation_deg: float | None = None  # every talker at least this far above or below the array
+    max_separation_deg: float | None = None  # the two talkers closer than this in the label angle
+
+    @property
+    def n_sources(self) -> int:
+        """Sources simulated per room: the talkers, plus the noise source of ``point``."""
+        return self.talkers + (self.noise == "point")
+
+
+def _diffuse(snr: float) -> Condition:
+    return Condition(
+        f"diffuse_snr{snr:g}",
+        f"spherically diffuse pink noise at {snr:g} dB SNR",
+        noise="diffuse",
+        snr_db=snr,
+    )
+
+
+CONDITIONS: dict[str, Condition] = {
+    c.name: c
+    for c in (
+        Condition("clean", "two talkers, the rooms of simulate.*, nothing added"),
+        *(_diffuse(snr) for snr in (20.0, 10.0, 5.0, 0.0)),
+        Condition(
+            "babble_snr10",
+            "diffuse babble (two sums of babble_talkers other talkers) at 10 dB SNR",
+            noise="babble",
+            snr_db=10.0,
+        ),
+        Condition(
+            "point_noise_snr5",
+            "a third source in the room playing pink noise, through its own RIR, at 5 dB SNR",
+            noise="point",
+            snr_db=5.0,
+        ),
+        Condition("rt60_0.7-1.0", "RT60 0.7-1.0 s (longer than training's)", rt60_range=(0.7, 1.0)),
+        Condition("rt60_1.0-1.5", "RT60 1.0-1.5 s", rt60_range=(1.0, 1.5)),
+        Condition(
+            "mic_mismatch",
+            f"per-mic gain +-{MIC_GAIN_DB:g} dB, tilt +-{MIC_TILT:g}, all-pass +-{MIC_ALLPASS:g}, "
+            f"white sensor noise at {SENSOR_SNR_DB:g} dB SNR",
+            noise="sensor",
+            snr_db=SENSOR_SNR_DB,
+            mic_mismatch=True,
+        ),
+        Condition("elevated", "both talkers 30 deg or more above or below the array", min_elevation_deg=30.0),
+        Condition("close_talkers", "the two talkers less than 15 deg apart", max_separation_deg=15.0),
+        Condition("single_talker", "one talker; both label slots carry its angle", talkers=1),
+    )
+}
+if tuple(CONDITIONS) != CONDITION_NAMES:  # the schema numbers the room seeds in this order
+    raise RuntimeError("CONDITIONS and dualmic.core.schema.CONDITION_NAMES disagree")
+
+
+# --------------------------------------------------------------------------- rooms and RIRs
+
+
+def condition_spec(cond: Condition, p: Params) -> RoomSpec:
+    """The room sampler's spec for ``cond``: simulate.*, with the condition's RT60 and sources."""
+    sim = p.simulate
+    return replace(room_spec(sim), rt60_range=cond.rt60_range or sim.rt60_range, n_sources=cond.n_sources)
+
+
+def condition_taps(cond: Condition, p: Params) -> int:
+    """RIR length of ``cond``: simulate.n_taps, or the condition's largest RT60 when longer."""
+    if cond.rt60_range is None:
+        return p.simulate.n_taps
+    return max(p.simulate.n_taps, math.ceil(cond.rt60_range[1] * p.simulate.sample_rate))
+
+
+def _candidates(rng: np.random.Generator, spec: RoomSpec, dim, center, min_elevation_deg):
+    """Random source positions around the array centre (uniform direction, or uniform on the two
+    caps |elevation| >= min_elevation_deg) and whether each keeps its distance from the walls."""
+    dist = rng.uniform(*spec.src_distance_range, size=_CANDIDATES)
+    if min_elevation_deg is None:
+        unit = rng.normal(size=(_CANDIDATES, 3))
+        unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    else:  # sin(elevation) uniform on the caps is direction uniform on them
+        sin_el = rng.uniform(math.sin(math.radians(min_elevation_deg)), 1.0, _CANDIDATES)
+        sin_el *= rng.choice([-1.0, 1.0], _CANDIDATES)
+        az = rng.uniform(0.0, 2 * math.pi, _CANDIDATES)
+        cos_el = np.sqrt(1 - sin_el**2)
+        unit = np.stack([cos_el * np.cos(az), cos_el * np.sin(az), sin_el], axis=1)
+    pos = center + dist[:, None] * unit
+    ok = np.all((pos >= spec.min_wall_distance) & (pos <= dim - spec.min_wall_distance), axis=1)
+    return pos, ok
+
+
+def _label_angles(rooms: Rooms, b: int, positions: np.ndarray, label: str) -> np.ndarray:
+    """The label angle of candidate ``positions`` (K, 3) as sources of room ``b``: (K,) degrees."""
+    one = replace(
+        rooms,
+        room_dim=rooms.room_dim[b : b + 1],
+        rt60=rooms.rt60[b : b + 1],
+        array_center=rooms.array_center[b : b + 1],
+        array_rot_deg=rooms.array_rot_deg[b : b + 1],
+        mic_pos=rooms.mic_pos[b : b + 1],
+        src_pos=positions[None],
+        stored_angles={},
+    )
+    return one.angles(label)[0]
+
+
+def _place_sources(cond: Condition, spec: RoomSpec, rooms: Rooms, b: int, index: int, seed: int, label: str):
+    """Source positions (S, 3) of room ``b`` that meet ``cond``'s elevation or separation."""
+    rng = np.random.default_rng([seed, index, _PLACE_STREAM])
+    dim, center = rooms.room_dim[b], rooms.array_center[b]
+    placed: list[np.ndarray] = []
+    for k in range(spec.n_sources):
+        elevation = cond.min_elevation_deg if k < cond.talkers else None
+        for _ in range(_ATTEMPTS):
+            pos, ok = _candidates(rng, spec, dim, center, elevation)
+            if k == 1 and cond.max_separation_deg is not None:
+                ang = _label_angles(rooms, b, np.concatenate([placed[0][None], pos]), label)
+                ok &= np.abs(ang[1:] - ang[0]) < cond.max_separation_deg
+                ok &= np.linalg.norm(pos - placed[0], axis=1) >= MIN_TALKER_SPACING_M
+            if ok.any():
+                placed.append(pos[np.argmax(ok)])
+                break
+        else:
+            raise DualmicError(
+                f"condition {cond.name}: no source position meets it in room {index} (size "
+                f"{np.round(dim, 2).tolist()} m) within simulate.src_distance_range "
+                f"{list(spec.src_distance_range)} and min_wall_distance {spec.min_wall_distance}"
+            )
+    return np.stack(placed)
+
+
+def condition_rooms(cond: Condition, p: Params, start: int, count: int) -> Rooms:
+    """Rooms ``start .. start+count-1`` of ``cond``."""
+    seed = p.conditions.room_seed(cond.name)
+    spec = condition_spec(cond, p)
+    rooms = sample_rooms(spec, seed, start, count)
+    if cond.min_elevation_deg is None and cond.max_separation_deg is None:
+        return rooms
+    src = np.stack(
+        [_place_sources(cond, spec, rooms, b, start + b, seed, p.labels.angle) for b in range(count)]
+    )
+    return replace(rooms, src_pos=src)
+
+
+def condition_rirs(
+    cond: Condition, p: Params, rooms: Rooms, start: int, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """RIRs of rooms ``start ..`` of ``cond`` by simulate.method: (B, S, 2, taps) float32."""
+    sim = p.simulate
+    taps = condition_taps(cond, p)
+    if sim.method == "ism":
+        return ism_rirs(rooms, sim.sample_rate, taps, sim.speed_of_sound)
+    cfg = replace(fra_config(sim), n_taps=taps)
+    seed = p.conditions.room_seed(cond.name)
+    draws = image_draws(seed, start, len(rooms), rooms.n_sources, cfg.n_images)
+    with torch.inference_mode():
+        return fra_rirs(rooms, draws, cfg, device).cpu().numpy()
+
+
+# --------------------------------------------------------------------------- talkers and mixtures
+
+
+def talker_pool(p: Params) -> TalkerPool:
+    """The espeak-ng talkers of ``conditions.*``, each long enough for the longest RIRs of any
+    condition (so the talkers do not depend on which conditions run)."""
+    longest = max(condition_taps(c, p) for c in CONDITIONS.values())
+    seconds = p.features.duration_s + longest / p.simulate.sample_rate + 0.5
+    c = p.conditions
+    return TalkerPool(talker_specs(c.voices, c.n_talkers, c.seed, seconds), p.simulate.sample_rate)
+
+
+@dataclass
+class Rendered:
+    """A condition's rooms, labels, mixtures and model inputs."""
+
+    rooms: Rooms
+    angles: np.ndarray  # (N, 2) degrees of labels.angle, sorted per room
+    mixture: np.ndarray  # (N, 2, n_samples) float32, unit RMS
+    speech: np.ndarray  # (N, 2, n_samples) float32: the talkers' part of mixture (after mic errors)
+    noise: np.ndarray  # (N, 2, n_samples) float32: the rest, mixture - speech
+    features: np.ndarray  # (N, C, F, T) float16, as the features stage stores them
+
+
+def _noise(
+    cond: Condition,
+    rng: np.random.Generator,
+    pool: TalkerPool,
+    talkers: np.ndarray,
+    noise_rirs: np.ndarray | None,
+    babble_talkers: int,
+    cfg: FeatureConfig,
+    n: int,
+) -> np.ndarray:
+    """The noise of one room: (2, n) at any level."""
+    if cond.noise == "diffuse":
+        pink = colored_noise(rng, 2, n, "pink")
+        return diffuse_pair(pink[0], pink[1], cfg.mic_distance_m, cfg.sample_rate, cfg.speed_of_sound)
+    if cond.noise == "babble":
+        others = np.setdiff1d(np.arange(len(pool)), talkers)
+        picks = rng.choice(others, size=2 * babble_talkers, replace=False)
+        voices = pool.excerpts(rng, picks, n)
+        halves = voices[:babble_talkers].sum(0), voices[babble_talkers:].sum(0)
+        return diffuse_pair(*halves, cfg.mic_distance_m, cfg.sample_rate, cfg.speed_of_sound)
+    if cond.noise == "point":
+        dry = colored_noise(rng, 1, n + noise_rirs.shape[-1] - 1, "pink").astype(np.float32)
+        image = reverberant_images(torch.from_numpy(noise_rirs[None, None]), torch.from_numpy(dry[None]))
+        return image[0, 0].double().numpy()
+    if cond.noise == "sensor":
+        return colored_noise(rng, 2, n, "white")
+    raise ValueError(f"unknown noise {cond.noise!r}")
+
+
+def render_batch(
+    cond: Condition, p: Params, pool: TalkerPool, start: int, count: int, device: str | torch.device = "cpu"
+) -> Rendered:
+    """Rooms ``start .. start+count-1`` of ``cond``: geometry, labels, mixtures and features."""
+    cfg = FeatureConfig.from_params(p)
+    rooms = condition_rooms(cond, p, start, count)
+    rirs = condition_rirs(cond, p, rooms, start, device)
+    n, taps = p.n_samples, rirs.shape[-1]
+    seed = p.conditions.room_seed(cond.name)
+    rngs = [np.random.default_rng([seed, start + b, _MIX_STREAM]) for b in range(count)]
+    talkers = [rng.choice(len(pool), size=cond.talkers, replace=False) for rng in rngs]
+    dry = np.stack([pool.excerpts(rng, t, n + taps - 1) for rng, t in zip(rngs, talkers, strict=True)])
+    with torch.inference_mode():
+        images = reverberant_images(
+            torch.from_numpy(np.ascontiguousarray(rirs[:, : cond.talkers])),
+            torch.from_numpy(dry.astype(np.float32)),
+        )
+        speech = mix_sources(images, rngs, p.features.sir_db, None, cfg).double().numpy()
+
+    out = {k: np.empty((count, 2, n), dtype=np.float32) for k in ("mixture", "speech", "noise")}
+    for b, rng in enumerate(rngs):
+        talk = speech[b]
+        if cond.mic_mismatch:
+            gain = rng.uniform(-MIC_GAIN_DB, MIC_GAIN_DB, 2)
+            tilt = rng.uniform(-MIC_TILT, MIC_TILT, 2)
+            allpass = rng.uniform(-MIC_ALLPASS, MIC_ALLPASS, 2)
+            talk = mic_mismatch(talk, gain, tilt, allpass)
+        mix = talk
+        if cond.noise is not None:
+            noise_rirs = rirs[b, cond.talkers] if cond.noise == "point" else None
+            noise = _noise(cond, rng, pool, talkers[b], noise_rirs, p.conditions.babble_talkers, cfg, n)
+            mix = add_at_snr(talk, noise, cond.snr_db)
+        scale = 1.0 / (np.sqrt(np.mean(mix**2)) + _EPS)
+        out["mixture"][b] = mix * scale
+        out["speech"][b] = talk * scale
+        out["noise"][b] = (mix - talk) * scale
+
+    angles = rooms.angles(p.labels.angle)[:, : cond.talkers]
+    angles = np.sort(np.repeat(angles, N_SLOTS, axis=1) if cond.talkers == 1 else angles, axis=1)
+    with torch.inference_mode():
+        feats = features_from_audio(torch.from_numpy(out["mixture"]), cfg).numpy().astype(np.float16)
+    return Rendered(rooms, angles, out["mixture"], out["speech"], out["noise"], feats)
+
+
+def render_condition(
+    cond: Condition,
+    p: Params,
+    pool: TalkerPool,
+    device: str | torch.device = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> Rendered:
+    """All ``conditions.n_rooms`` rooms of ``cond``, in batches of ``simulate.batch_size``."""
+    parts = []
+    n_rooms, size = p.conditions.n_rooms, p.simulate.batch_size
+    for start in range(0, n_rooms, size):
+        parts.append(render_batch(cond, p, pool, start, min(size, n_rooms - start), device))
+        if progress is not None:
+            progress(len(parts[-1].angles))
+    if len(parts) == 1:
+        return parts[0]
+    rooms = replace(
+        parts[0].rooms,
+        **{
+            f: np.concatenate([getattr(r.rooms, f) for r in parts])
+            for f in ("room_dim", "rt60", "array_center", "array_rot_deg", "mic_pos", "src_pos")
+        },
+        stored_angles={},
+    )
+    arrays = {
+        f: np.concatenate([getattr(r, f) for r in parts])
+        for f in ("angles", "mixture", "speech", "noise", "features")
+    }
+    return Rendered(rooms=rooms, **arrays)
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def predictions(
+    rendered: Rendered,
+    net,
+    meta: dict,
+    p: Params,
+    train_angles: np.ndarray,
+    device: str | torch.device = "cpu",
+    srp_phat: bool = True,
+) -> dict[str, np.ndarray]:
+    """Sorted angles (N, 2) of every method: the model (pooled windows every evaluate.hop_s),
+    SRP-PHAT (when ``srp_phat``) on the mixtures, and the train set's median angles."""
+    n = len(rendered.angles)
+    log_probs = pooled_log_probs(net, rendered.features, p.hop_frames, device=device)
+    pred = {"model": decode_angles(log_probs, p.labels.class_width_deg)}
+    if srp_phat:
+        pred["srp_phat"] = srp_phat_angles(
+            rendered.mixture,
+            meta["mic_distance_m"],
+            p.simulate.sample_rate,
+            p.features.n_fft,
+            n_sources=N_SLOTS,
+            speed_of_sound=p.simulate.speed_of_sound,
+            hop=p.features.hop,
+        )
+    pred["constant"] = constant_angles(train_angles, n)
+    return pred
+
+
+def condition_scores(name: str, pred: dict[str, np.ndarray], angles: np.ndarray) -> dict:
+    """Flat scores ``<name>.<method>.mae_deg`` / ``.acc_10deg`` and ``<name>.n_rooms``."""
+    out: dict = {f"{name}.n_rooms": int(len(angles))}
+    for method, pr in pred.items():
+        summary = metrics.summary(pr, angles, f"{name}.{method}")
+        out.update({f"{name}.{method}.{k}": summary[f"{name}.{method}.{k}"] for k in KEPT_SCORES})
+    return out
