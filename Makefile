@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-repro: $(STAMP) espeak
+repro: $(STAMP) espeak speech-deps
 	dvc repro
 
-test: $(STAMP) test-deps espeak
+test: $(STAMP) test-deps espeak speech-deps
 	python -m pytest
 
 # tests/test_plots_offline.py draws the plots page in headless Chromium (Debian's package).
@@ -33,6 +33,12 @@ test-deps:
 .PHONY: espeak
 espeak:
 	command -v espeak-ng >/dev/null || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends espeak-ng)
+
+# The speech stage's talkers are recorded words from two KDE games' data (Debian's packages, GPL).
+.PHONY: speech-deps
+SPEECH_PACKAGES := ktuberling-data klettres-data
+speech-deps:
+	test -d /usr/share/ktuberling/sounds -a -d /usr/share/klettres || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SPEECH_PACKAGES))
 
 lint: $(STAMP)
 	ruff check src stages tests benchmarks

@@ -33,6 +33,7 @@ def tiny_raw_params() -> dict:
     raw["train"].update(epochs=1, batch_size=4, warmup_epochs=0)
     raw["evaluate"]["srp_phat"] = True
     raw["conditions"] = {"n_rooms": 2, "n_talkers": 6, "babble_talkers": 2}
+    raw.setdefault("speech", {}).update(n_clips=4, clip_s=2.0)
     return raw
 
 

@@ -26,6 +26,7 @@ from dualmic.core.schema import (
     Section,
     SimulateParams,
     SourcesParams,
+    SpeechParams,
     SplitParams,
     TrainParams,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "Params",
     "SimulateParams",
     "SourcesParams",
+    "SpeechParams",
     "SplitParams",
     "TrainParams",
     "load_params",
@@ -55,6 +57,7 @@ _MIN_PATCH_INPUT = 64  # frames (and bins) that three kernel-4 / stride-4 convol
 class Params(Section):
     simulate: SimulateParams
     sources: SourcesParams
+    speech: SpeechParams = SpeechParams()
     labels: LabelsParams
     features: FeaturesParams
     augment: AugmentParams = AugmentParams()

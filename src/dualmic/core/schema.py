@@ -195,6 +195,34 @@ class SourcesParams(Section):
         return self
 
 
+class SpeechParams(Section):
+    """The speech bank: talker clips of recorded words from Debian packages (see data.speech)."""
+
+    packages: tuple[Literal["ktuberling", "klettres"], ...] = ("ktuberling", "klettres")
+    n_clips: PosInt = 600
+    clip_s: Annotated[float, Strict(), Field(ge=0.5, le=120.0)] = 8.0
+    pause_s: tuple[NonNegFloat, NonNegFloat] = (0.05, 0.3)
+    level_db: Annotated[float, Strict(), Field(ge=0, le=20)] = 3.0
+    min_file_rate: Annotated[int, Strict(), Field(ge=4000, le=192000)] = 16000
+    min_voice_words: PosInt = 8
+    seed: Seed = 3
+
+    @field_validator("packages")
+    @classmethod
+    def _packages(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"{list(v)}: name each of ktuberling, klettres at most once, at least one")
+        return v
+
+    @field_validator("pause_s")
+    @classmethod
+    def _pause(cls, v):
+        _ordered(v, "seconds")
+        if v[1] > 5.0:
+            raise ValueError(f"max pause {v[1]} s > 5 s; give seconds, e.g. [0.05, 0.3]")
+        return v
+
+
 class LabelsParams(Section):
     angle: Literal["lateral", "azimuth"]
     class_width_deg: PosFloat
