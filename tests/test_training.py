@@ -151,3 +151,45 @@ def test_checkpoints_do_not_outlive_a_change_of_params_or_code(tmp_path, monkeyp
     # the code part hashes the train stage's import closure (tests/test_stage_deps.py edits it)
     monkeypatch.setattr(checkpoint, "code_fingerprint", lambda module: "other code")
     assert checkpoint.run_fingerprint({"train": {"lr": 0.001}}) != base
+
+
+def test_checkpoint_fingerprint_covers_the_data_params(tmp_path, monkeypatch):
+    """A run on other training data (augmentation, sources, speech bank) never resumes another's
+    checkpoint; the conditions test and the export do not touch training."""
+    import yaml
+
+    from dualmic.learn import checkpoint
+    from dualmic.pipeline import train
+
+    seen = []
+    monkeypatch.setattr(train, "run_fingerprint", lambda config: seen.append(config) or "x")
+    monkeypatch.setattr(train, "Trainer", _stop)
+    raw = tiny_raw_params()
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    feats = tmp_path / "f"
+    _tiny_features(feats, raw)
+    with pytest.raises(_Stop):
+        train.run(path, feats, tmp_path / "m", None)
+    assert {"augment", "sources", "speech", "features", "simulate", "train"} <= set(seen[0])
+    assert "conditions" not in seen[0] and "export" not in seen[0]
+    assert checkpoint.run_fingerprint(seen[0]) == checkpoint.run_fingerprint(dict(seen[0]))
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop(*args, **kwargs):
+    raise _Stop()
+
+
+def _tiny_features(folder, raw) -> None:
+    from dualmic.core.files import save_npy
+    from dualmic.core.params import parse_params
+    from dualmic.learn.model_file import model_config
+
+    cfg = model_config(parse_params(raw))
+    save_npy(folder / "features.npy", np.zeros((4, cfg.in_channels, cfg.n_freq, cfg.n_frames), np.float16))
+    save_npy(folder / "labels.npy", np.zeros((4, cfg.n_slots), np.int64))
+    save_npy(folder / "angles.npy", np.zeros((4, cfg.n_slots), np.float32))

@@ -36,12 +36,9 @@ def run(
     check_features(features, labels, cfg, features_dir)
     torch.manual_seed(p.train.seed)  # initial weights
     model = SSLModel(cfg)
-    fp = run_fingerprint(
-        {
-            "model": cfg.to_dict(),
-            **p.model_dump(include={"train", "features", "labels", "simulate", "sources"}),
-        }
-    )
+    # every params section that shapes the training data or the run (all but the conditions test
+    # and the export), so a checkpoint never resumes a run on other data
+    fp = run_fingerprint({"model": cfg.to_dict(), **p.model_dump(exclude={"conditions", "export"})})
     data = TrainData(features, labels, angles, p.hop_frames, p.labels.class_width_deg)
     live = _live(live_dir) if ctx.is_main and live_dir is not None else None
     summary = Trainer(model, data, p.train, ctx, out, model_meta(p), fp, live).fit()
