@@ -15,7 +15,7 @@ import yaml
 from tests_support import make_project, run
 
 from dualmic.core.params import load_params
-from dualmic.core.schema import CONDITION_NAMES
+from dualmic.core.schema_conditions import CONDITION_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

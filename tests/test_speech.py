@@ -22,7 +22,7 @@ from tests_support import REPO, tiny_raw_params
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
-from dualmic.core.schema import SpeechParams
+from dualmic.core.schema_conditions import SpeechParams
 from dualmic.data import speech
 from dualmic.data.sources import FolderSources
 

@@ -15,8 +15,6 @@ from pydantic import BaseModel, ValidationError, model_validator
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.schema import (
-    AugmentParams,
-    ConditionsParams,
     EvaluateParams,
     ExportParams,
     FeaturesParams,
@@ -26,10 +24,10 @@ from dualmic.core.schema import (
     Section,
     SimulateParams,
     SourcesParams,
-    SpeechParams,
     SplitParams,
     TrainParams,
 )
+from dualmic.core.schema_conditions import AugmentParams, ConditionsParams, SpeechParams
 
 __all__ = [
     "AugmentParams",

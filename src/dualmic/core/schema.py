@@ -6,9 +6,7 @@ Each field's constraints are what a user is told when a value is wrong (see
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -44,7 +42,7 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _ordered(value: tuple[float, float], what: str) -> tuple[float, float]:
+def ordered(value: tuple[float, float], what: str) -> tuple[float, float]:
     lo, hi = value
     if lo > hi:
         raise ValueError(f"min {lo} > max {hi}; give [min, max] with min <= max ({what})")
@@ -60,7 +58,7 @@ class SplitParams(Section):
     @field_validator("rt60_range")
     @classmethod
     def _rt60(cls, v):
-        return v if v is None else _ordered(v, "rt60_range")
+        return v if v is None else ordered(v, "rt60_range")
 
 
 class FraParams(Section):
@@ -91,12 +89,12 @@ class SimulateParams(Section):
     @field_validator("rt60_range")
     @classmethod
     def _rt60(cls, v):
-        return _ordered(v, "seconds")
+        return ordered(v, "seconds")
 
     @field_validator("src_distance_range")
     @classmethod
     def _dist(cls, v):
-        return _ordered(v, "metres")
+        return ordered(v, "metres")
 
     @field_validator("mic_offsets")
     @classmethod
@@ -195,34 +193,6 @@ class SourcesParams(Section):
         return self
 
 
-class SpeechParams(Section):
-    """The speech bank: talker clips of recorded words from Debian packages (see data.speech)."""
-
-    packages: tuple[Literal["ktuberling", "klettres"], ...] = ("ktuberling", "klettres")
-    n_clips: PosInt = 600
-    clip_s: Annotated[float, Strict(), Field(ge=0.5, le=120.0)] = 8.0
-    pause_s: tuple[NonNegFloat, NonNegFloat] = (0.05, 0.3)
-    level_db: Annotated[float, Strict(), Field(ge=0, le=20)] = 3.0
-    min_file_rate: Annotated[int, Strict(), Field(ge=4000, le=192000)] = 16000
-    min_voice_words: PosInt = 8
-    seed: Seed = 3
-
-    @field_validator("packages")
-    @classmethod
-    def _packages(cls, v):
-        if not v or len(set(v)) != len(v):
-            raise ValueError(f"{list(v)}: name each of ktuberling, klettres at most once, at least one")
-        return v
-
-    @field_validator("pause_s")
-    @classmethod
-    def _pause(cls, v):
-        _ordered(v, "seconds")
-        if v[1] > 5.0:
-            raise ValueError(f"max pause {v[1]} s > 5 s; give seconds, e.g. [0.05, 0.3]")
-        return v
-
-
 class LabelsParams(Section):
     angle: Literal["lateral", "azimuth"]
     class_width_deg: PosFloat
@@ -257,44 +227,13 @@ class FeaturesParams(Section):
     @field_validator("snr_db", "sir_db")
     @classmethod
     def _db_range(cls, v):
-        return v if v is None else _ordered(v, "dB")
+        return v if v is None else ordered(v, "dB")
 
     @model_validator(mode="after")
     def _hop(self):
         if self.hop > self.n_fft:
             raise ValueError(f"hop {self.hop} > n_fft {self.n_fft}; frames would leave gaps")
         return self
-
-
-Probability = Annotated[float, Strict(), Field(ge=0, le=1)]
-
-
-class MicMismatchParams(Section):
-    probability: Probability = 0.0  # of a mixture with imperfect microphones
-    gain_db: NonNegFloat = 3.0  # per-mic gain drawn from +-gain_db
-    tilt: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.3  # per-mic first-order spectral tilt, +-
-    allpass: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.05  # per-mic all-pass coefficient, +-
-
-
-class AugmentParams(Section):
-    """Mixtures in the conditions of real recordings, for the splits listed (see data.augment)."""
-
-    splits: tuple[str, ...] = ()
-    seed: Seed = 11
-    single_talker: Probability = 0.0
-    point_noise: Probability = 0.0  # of a noise point source in a single-talker mixture
-    point_noise_snr_db: tuple[Float, Float] = (0.0, 20.0)
-    diffuse: Probability = 0.0
-    diffuse_snr_db: tuple[Float, Float] = (0.0, 30.0)
-    sensor: Probability = 0.0
-    sensor_snr_db: tuple[Float, Float] = (30.0, 60.0)
-    babble_talkers: Annotated[int, Strict(), Field(ge=2, le=16)] = 4
-    mic: MicMismatchParams = MicMismatchParams()
-
-    @field_validator("point_noise_snr_db", "diffuse_snr_db", "sensor_snr_db")
-    @classmethod
-    def _db(cls, v):
-        return _ordered(v, "dB")
 
 
 class ModelParams(Section):
@@ -373,93 +312,3 @@ class ExportParams(Section):
 
 # The conditions test's conditions (defined in dualmic.scoring.conditions), in the order that
 # numbers their room seeds: a condition's rooms never change when others are added or left out.
-CONDITION_NAMES = (
-    "clean",
-    "diffuse_snr20",
-    "diffuse_snr10",
-    "diffuse_snr5",
-    "diffuse_snr0",
-    "babble_snr10",
-    "point_noise_snr5",
-    "rt60_0.7-1.0",
-    "rt60_1.0-1.5",
-    "mic_mismatch",
-    "elevated",
-    "close_talkers",
-    "single_talker",
-)
-# languages the conditions test has words for; an espeak-ng voice is LANG[-REGION][+VARIANT]
-TALKER_LANGUAGES = ("en", "de", "fr", "es", "it")
-_VOICE = re.compile(r"(?P<lang>[a-z]{2,3})(-[a-z0-9]+)*(\+[A-Za-z0-9]+)?")
-
-
-class ConditionsParams(Section):
-    """The conditions test: held-out rooms and espeak-ng talkers per acoustic condition."""
-
-    n_rooms: PosInt = 40
-    seed: Seed = 5150
-    names: tuple[StrictStr, ...] | None = None  # None = all of CONDITION_NAMES
-    voices: tuple[StrictStr, ...] = (
-        "en-us",
-        "en-gb+m3",
-        "de+f2",
-        "fr-fr+m2",
-        "es+f3",
-        "it+m3",
-        "en-us+f4",
-        "de+m4",
-        "es-419+m1",
-        "it+f2",
-    )
-    n_talkers: PosInt = 40
-    babble_talkers: Annotated[int, Strict(), Field(ge=1, le=16)] = 6
-
-    @field_validator("names")
-    @classmethod
-    def _names(cls, v):
-        if v is None:
-            return v
-        if not v:
-            raise ValueError(f"no conditions; give some of {', '.join(CONDITION_NAMES)}")
-        for name in v:
-            if name not in CONDITION_NAMES:
-                close = difflib.get_close_matches(name, CONDITION_NAMES, n=1)
-                hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(CONDITION_NAMES)}"
-                raise ValueError(f"unknown condition {name!r}; {hint}")
-        if len(set(v)) != len(v):
-            raise ValueError("a condition is named twice")
-        return v
-
-    @field_validator("voices")
-    @classmethod
-    def _voices(cls, v):
-        if not v:
-            raise ValueError("no voices; give espeak-ng voices such as [en-us, de+f2]")
-        for voice in v:
-            m = _VOICE.fullmatch(voice)
-            if not m or m["lang"] not in TALKER_LANGUAGES:
-                raise ValueError(
-                    f"voice {voice!r}: give an espeak-ng voice LANG[-REGION][+VARIANT] of a language "
-                    f"with words here ({', '.join(TALKER_LANGUAGES)}), e.g. en-us or de+f2"
-                )
-        return v
-
-    @model_validator(mode="after")
-    def _enough_talkers(self):
-        need = 2 + 2 * self.babble_talkers
-        if self.n_talkers < need:
-            raise ValueError(
-                f"n_talkers {self.n_talkers} < {need}: two talkers plus two babble signals of "
-                f"babble_talkers {self.babble_talkers} each, all different"
-            )
-        return self
-
-    @property
-    def selected(self) -> tuple[str, ...]:
-        """The conditions to run: ``names``, or all of them."""
-        return self.names if self.names is not None else CONDITION_NAMES
-
-    def room_seed(self, name: str) -> int:
-        """Seed of condition ``name``'s rooms: from SeedSequence([seed, its index in CONDITION_NAMES])."""
-        index = CONDITION_NAMES.index(name)
-        return int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])

@@ -32,7 +32,7 @@ from scipy import signal
 
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.files import atomic_folder, save_csv
-from dualmic.core.schema import SpeechParams
+from dualmic.core.schema_conditions import SpeechParams
 
 
 @dataclass(frozen=True)
