@@ -17,20 +17,14 @@ from tests_support import REPO, tiny_raw_params
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
-from dualmic.core.schema import CONDITION_NAMES, ConditionsParams
+from dualmic.core.schema_conditions import CONDITION_NAMES, ConditionsParams
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import model_config, model_meta, save_model
 from dualmic.pipeline import conditions as stage
 from dualmic.scoring import talkers
-from dualmic.scoring.conditions import (
-    CONDITIONS,
-    condition_rirs,
-    condition_rooms,
-    condition_taps,
-    render_condition,
-    talker_pool,
-)
+from dualmic.scoring.condition_mixtures import render_condition, talker_pool
+from dualmic.scoring.conditions import CONDITIONS, condition_rirs, condition_rooms, condition_taps
 from dualmic.sim.acoustics import rt60 as measured_rt60
 from dualmic.sim.batches import room_spec
 from dualmic.sim.rooms import sample_rooms

@@ -24,15 +24,8 @@ from dualmic.core.files import load_npy, save_csv, save_json
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.learn.model_file import check_model, load_model
-from dualmic.scoring.conditions import (
-    CONDITIONS,
-    METHODS,
-    N_SLOTS,
-    condition_scores,
-    predictions,
-    render_condition,
-    talker_pool,
-)
+from dualmic.scoring.condition_mixtures import condition_scores, predictions, render_condition, talker_pool
+from dualmic.scoring.conditions import CONDITIONS, METHODS, N_SLOTS
 
 PLOT_FILE = "mae_per_condition.csv"
 

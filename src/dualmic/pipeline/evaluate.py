@@ -15,6 +15,7 @@ features than params.yaml describes ends the stage with one line.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from dualmic.core.progress import progress_bar
 from dualmic.learn.inference import decode_angles, pooled_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring import metrics, plots
-from dualmic.scoring.baselines import constant_angles, srp_phat_angles
+from dualmic.scoring.baselines import method_angles
 from dualmic.sim.rooms import Rooms
 
 
@@ -75,21 +76,11 @@ def run(
         )
 
     log_probs = pooled_log_probs(net, feats, p.hop_frames, device=device)
-    pred = {"model": decode_angles(log_probs, p.labels.class_width_deg)}
     pred_classes = np.sort(log_probs.argmax(-1), axis=1)
-    if mix is not None:
-        with progress_bar("srp-phat eval", n) as bar:
-            pred["srp_phat"] = srp_phat_angles(
-                mix,
-                meta["mic_distance_m"],
-                p.simulate.sample_rate,
-                p.features.n_fft,
-                n_sources=n_src,
-                speed_of_sound=p.simulate.speed_of_sound,
-                hop=p.features.hop,
-                progress=bar,
-            )
-    pred["constant"] = constant_angles(train_angles, n)
+    model_angles = decode_angles(log_probs, p.labels.class_width_deg)
+    bar = progress_bar("srp-phat eval", n) if mix is not None else contextlib.nullcontext()
+    with bar as advance:
+        pred = method_angles(model_angles, mix, meta["mic_distance_m"], p, train_angles, progress=advance)
 
     errors = {name: metrics.slot_errors(pr, angles) for name, pr in pred.items()}
     scores: dict = {"label": p.labels.angle}

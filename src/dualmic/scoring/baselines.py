@@ -124,3 +124,30 @@ def constant_angles(train_angles: np.ndarray, n: int) -> np.ndarray:
     if train.ndim != 2 or len(train) == 0:
         raise ValueError(f"train angles must be a non-empty (M, S) array, got {train.shape}")
     return np.tile(np.median(train, axis=0), (n, 1))
+
+
+def method_angles(
+    model_angles: np.ndarray,
+    mixture: np.ndarray | None,
+    mic_distance_m: float,
+    p,
+    train_angles: np.ndarray,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, np.ndarray]:
+    """Sorted angles (N, S) of every scored method on the same mixtures: the model's (given),
+    SRP-PHAT's on ``mixture`` (N, 2, samples; skipped when None) and the constant guess (the
+    train set's median angles). ``p`` is the :class:`~dualmic.core.params.Params`."""
+    pred = {"model": model_angles}
+    if mixture is not None:
+        pred["srp_phat"] = srp_phat_angles(
+            mixture,
+            mic_distance_m,
+            p.simulate.sample_rate,
+            p.features.n_fft,
+            n_sources=model_angles.shape[1],
+            speed_of_sound=p.simulate.speed_of_sound,
+            hop=p.features.hop,
+            progress=progress,
+        )
+    pred["constant"] = constant_angles(train_angles, len(model_angles))
+    return pred
