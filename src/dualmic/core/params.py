@@ -27,7 +27,7 @@ from dualmic.core.schema import (
     SplitParams,
     TrainParams,
 )
-from dualmic.core.schema_conditions import AugmentParams, ConditionsParams, SpeechParams
+from dualmic.core.schema_conditions import AugmentParams, ConditionsParams, OnlineParams, SpeechParams
 
 __all__ = [
     "AugmentParams",
@@ -38,6 +38,7 @@ __all__ = [
     "FraParams",
     "LabelsParams",
     "ModelParams",
+    "OnlineParams",
     "Params",
     "SimulateParams",
     "SourcesParams",
@@ -59,6 +60,7 @@ class Params(Section):
     labels: LabelsParams
     features: FeaturesParams
     augment: AugmentParams = AugmentParams()
+    online: OnlineParams = OnlineParams()
     model: ModelParams
     train: TrainParams
     evaluate: EvaluateParams

@@ -279,6 +279,7 @@ class TrainParams(Section):
     val_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
     seed: Seed
     device: Literal["auto", "cpu", "cuda"]
+    mixing: Literal["cached", "online"] = "cached"
 
 
 class EvaluateParams(Section):

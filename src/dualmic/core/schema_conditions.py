@@ -1,5 +1,6 @@
 """The params of the conditions of real recordings: the recorded-voice bank (``speech``), the
-training mixtures that imitate real recordings (``augment``) and the conditions test
+training mixtures that imitate real recordings (``augment``), their on-the-fly mixing
+(``online``) and the conditions test
 (``conditions``). The stage sections are in :mod:`dualmic.core.schema`."""
 
 from __future__ import annotations
@@ -71,6 +72,24 @@ class AugmentParams(Section):
     @classmethod
     def _db(cls, v):
         return ordered(v, "dB")
+
+
+class OnlineParams(Section):
+    """On-the-fly training mixtures (``train.mixing: online``, see data.online): the pool of dry
+    talkers and noise they are cut from, and the seed of every per-epoch draw."""
+
+    seed: Seed = 13
+    talkers: tuple[Literal["synthetic", "speech"], ...] = ("synthetic", "speech")
+    synthetic_talkers: Annotated[int, Strict(), Field(ge=0, le=10000)] = 300
+    clip_s: Annotated[float, Strict(), Field(ge=1.0, le=60.0)] = 8.0
+    noise_s: Annotated[float, Strict(), Field(ge=1.0, le=600.0)] = 30.0
+
+    @field_validator("talkers")
+    @classmethod
+    def _talkers(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError(f"{list(v)}: name each of synthetic, speech at most once, at least one")
+        return v
 
 
 CONDITION_NAMES = (

@@ -1,5 +1,5 @@
 """Training examples: the validation split of the TRAIN rooms, and random crops of model windows
-from memory-mapped features.
+from memory-mapped features (or room indices that an online mixer turns into fresh mixtures).
 
 Everything random is drawn from ``train.seed``: the validation split and the crop of each example
 (per epoch and example), so a resumed run sees what an uninterrupted one does.
@@ -48,3 +48,21 @@ class CropDataset(Dataset):
         if x.shape[-1] < self.window:
             x = torch.nn.functional.pad(x, (0, self.window - x.shape[-1]))
         return x, torch.from_numpy(np.asarray(self.labels[i], dtype=np.int64))
+
+
+class RoomIndices(Dataset):
+    """The training room indices themselves, for a loader whose ``collate`` mixes each batch on
+    the fly (``mixer.batch(rooms)``, see :mod:`dualmic.data.online`); ``set_epoch`` passes the
+    epoch on, so every epoch draws new mixtures."""
+
+    def __init__(self, indices: np.ndarray, mixer):
+        self.indices, self.mixer = indices, mixer
+
+    def set_epoch(self, epoch: int) -> None:
+        self.mixer.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> int:
+        return int(self.indices[k])

@@ -20,7 +20,7 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.params import TrainParams
 from dualmic.core.progress import progress_bar
 from dualmic.learn.checkpoint import load_checkpoint, save_checkpoint
-from dualmic.learn.crops import CropDataset, split_train_val
+from dualmic.learn.crops import CropDataset, RoomIndices, split_train_val
 from dualmic.learn.distributed import Context, barrier
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import save_model
@@ -35,6 +35,7 @@ class TrainData:
     angles: np.ndarray  # (n, S) degrees
     hop_frames: int  # pooled-validation hop
     class_width_deg: float
+    mixer: object | None = None  # an online mixer (data.online.OnlineMixer): fresh mixtures per epoch
 
 
 def check_features(features: np.ndarray, labels: np.ndarray, cfg, where) -> None:
@@ -71,7 +72,12 @@ class Trainer:
         self.out, self.meta, self.fingerprint, self.live = out, meta, fingerprint, live
         torch.manual_seed(tp.seed)
         self.train_idx, self.val_idx = split_train_val(len(data.labels), tp.val_fraction, tp.seed)
-        self.dataset = CropDataset(data.features, data.labels, self.train_idx, model.cfg.n_frames, tp.seed)
+        if data.mixer is None:  # crops of the cached features
+            self.dataset = CropDataset(data.features, data.labels, self.train_idx, model.cfg.n_frames, tp.seed)
+            collate = None
+        else:  # the training rooms re-mixed every epoch; validation stays on the cached features
+            self.dataset = RoomIndices(self.train_idx, data.mixer)
+            collate = data.mixer.batch
         self.sampler = DistributedSampler(
             self.dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tp.seed
         )
@@ -80,6 +86,7 @@ class Trainer:
             batch_size=tp.batch_size,
             sampler=self.sampler,
             drop_last=len(self.dataset) > tp.batch_size,
+            collate_fn=collate,
         )
         model.to(ctx.device)
         self.net = DistributedDataParallel(model) if ctx.world_size > 1 else model

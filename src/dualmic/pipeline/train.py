@@ -1,6 +1,8 @@
 """Stage train: the SSL model on the train split's features.
 
-Reads <features_dir>/{features,labels,angles}.npy; writes <out>/model.pt (best epoch on a
+Reads <features_dir>/{features,labels,angles}.npy (with ``train.mixing: online`` the training
+rooms are instead re-mixed every epoch from <rirs_dir>/train and the talker pool, see
+:mod:`dualmic.data.online`; validation always uses the cached features); writes <out>/model.pt (best epoch on a
 validation split carved from the TRAIN rooms), <out>/checkpoint.pt (last epoch, resumed by an
 interrupted run) and DVCLive logs in <live_dir>. Under torchrun it trains with DDP.
 """
@@ -12,6 +14,7 @@ from pathlib import Path
 import torch
 
 from dualmic.core.device import resolve_device
+from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy
 from dualmic.core.params import load_params
 from dualmic.learn.checkpoint import run_fingerprint
@@ -26,6 +29,8 @@ def run(
     features_dir: Path = Path("data/features/train"),
     out: Path = Path("models"),
     live_dir: Path | None = Path("metrics/train"),
+    rirs_dir: Path = Path("data/rirs/train"),
+    speech_dir: Path = Path("data/speech"),
 ) -> dict:
     p = load_params(params)
     ctx = setup(resolve_device(p.train.device))
@@ -39,7 +44,8 @@ def run(
     # every params section that shapes the training data or the run (all but the conditions test
     # and the export), so a checkpoint never resumes a run on other data
     fp = run_fingerprint({"model": cfg.to_dict(), **p.model_dump(exclude={"conditions", "export"})})
-    data = TrainData(features, labels, angles, p.hop_frames, p.labels.class_width_deg)
+    mixer = _online_mixer(p, rirs_dir, speech_dir, len(features)) if p.train.mixing == "online" else None
+    data = TrainData(features, labels, angles, p.hop_frames, p.labels.class_width_deg, mixer)
     live = _live(live_dir) if ctx.is_main and live_dir is not None else None
     summary = Trainer(model, data, p.train, ctx, out, model_meta(p), fp, live).fit()
     if live is not None:
@@ -47,6 +53,22 @@ def run(
         live.end()
     teardown(ctx)
     return summary
+
+
+def _online_mixer(p, rirs_dir: Path, speech_dir: Path, n_rooms: int):
+    """The on-the-fly mixer of the train split's rooms (imported late: cached runs do not need it)."""
+    from dualmic.data.online import OnlineMixer, build_pool
+    from dualmic.sim.rooms import Rooms
+
+    rirs = load_npy(rirs_dir / "rirs.npy")
+    if len(rirs) != n_rooms:
+        raise DualmicError(
+            f"{rirs_dir}/rirs.npy holds {len(rirs)} rooms but the train features {n_rooms}; "
+            "re-run the simulate and features stages"
+        )
+    rooms = Rooms.read(rirs_dir / "rooms.csv", p.simulate.mic_offsets, len(rirs))
+    pool = build_pool(p.online, p.simulate.sample_rate, speech_dir)
+    return OnlineMixer(rirs, rooms.angles(p.labels.angle, stored=True), pool, p)
 
 
 def _live(directory: Path):

@@ -1,0 +1,293 @@
+"""On-the-fly training mixtures: every training room mixed afresh in every epoch.
+
+The features stage mixes each room once, so 3000 rooms are 3000 fixed mixtures. With
+``train.mixing: online`` the train stage instead re-mixes the cached RIRs of the training rooms
+for every batch, in torch: new talker excerpts, levels, noise and microphone errors each epoch,
+under the same conditions the ``augment`` params describe (one or two talkers, a point noise
+source at the silent talker's position, diffuse white / pink / brown / babble noise, sensor noise,
+imperfect microphones).
+
+Speed comes from drawing only scalars per example and doing all signal work batched:
+
+* talkers and noise are excerpts of a :class:`Pool` held in memory (synthetic talkers from
+  ``online.seed``, the recorded-voice bank ``data/speech``, and white / pink / brown noise), so
+  an example is a list of clip indices, offsets and gains;
+* every source is convolved with its RIRs in one batched FFT (a point noise replaces the silent
+  talker's dry signal, so it costs nothing extra);
+* diffuse fields, sensor noise and microphone responses are applied in the frequency domain to
+  the rows that have them;
+* the mixture is exactly one model window long.
+
+Example ``i`` (a room index) in epoch ``e`` draws everything from
+``default_rng([online.seed, e, i])``: it does not depend on the batch it lands in, the number of
+processes or restarts, and the same params give bit-identical batches.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from dualmic.core.errors import DualmicError
+from dualmic.core.labels import angle_to_class
+from dualmic.data.augment import draw_condition
+from dualmic.data.features import FeatureConfig, features_from_audio
+from dualmic.data.perturb import colored_noise
+from dualmic.data.sources import synthetic_speech
+
+_EPS = 1e-8
+_CANDIDATES = 4  # excerpt offsets tried per talker; the most energetic is kept
+NOISE_COLORS = ("white", "pink", "brown")
+
+
+def _next_pow2(n: int) -> int:
+    return 1 << max(1, (int(n) - 1).bit_length())
+
+
+@dataclass
+class Pool:
+    """Dry signals the online mixer cuts excerpts from."""
+
+    talkers: torch.Tensor  # (K, L) float32, each unit RMS
+    energy: np.ndarray  # (K, L + 1) cumulative energy of each talker, for picking active excerpts
+    noise: torch.Tensor  # (3, Ln) float32 white, pink, brown, unit power
+
+    @property
+    def clip_samples(self) -> int:
+        return self.talkers.shape[1]
+
+    @property
+    def noise_samples(self) -> int:
+        return self.noise.shape[1]
+
+
+def speech_clips(speech_dir: Path, sample_rate: int, n_samples: int) -> list[np.ndarray]:
+    """The recorded-voice bank's clips (``data/speech``) cut or tiled to ``n_samples``."""
+    index = speech_dir / "index.csv"
+    if not index.is_file():
+        raise DualmicError(f"{index} not found: run `dvc repro speech` (online.talkers names speech)")
+    clips = []
+    with index.open(newline="") as f:
+        for row in csv.DictReader(f):
+            audio, rate = sf.read(speech_dir / row["file"], dtype="float32")
+            if rate != sample_rate:
+                raise DualmicError(
+                    f"{speech_dir / row['file']} is sampled at {rate} Hz but simulate.sample_rate is "
+                    f"{sample_rate}; re-run the speech stage"
+                )
+            clips.append(np.resize(audio, n_samples))
+    return clips
+
+
+def build_pool(online, sample_rate: int, speech_dir: Path | None = None) -> Pool:
+    """The talker and noise pool of the ``online`` params (deterministic from ``online.seed``)."""
+    n = int(round(online.clip_s * sample_rate))
+    clips = [
+        synthetic_speech(np.random.default_rng([online.seed, 0x5E, k]), n, sample_rate)
+        for k in range(online.synthetic_talkers if "synthetic" in online.talkers else 0)
+    ]
+    if "speech" in online.talkers:
+        clips += speech_clips(speech_dir or Path("data/speech"), sample_rate, n)
+    if len(clips) < 2:
+        raise DualmicError(
+            f"online.talkers {list(online.talkers)} gives {len(clips)} talker clip(s); at least 2 are needed"
+        )
+    talkers = np.stack(clips).astype(np.float64)
+    talkers /= np.sqrt(np.mean(talkers**2, axis=1, keepdims=True)) + _EPS
+    energy = np.concatenate([np.zeros((len(talkers), 1)), np.cumsum(talkers**2, axis=1)], axis=1)
+    rng = np.random.default_rng([online.seed, 0x401])
+    n_noise = int(round(online.noise_s * sample_rate))
+    noise = np.stack([colored_noise(rng, 1, n_noise, c)[0] for c in NOISE_COLORS])
+    return Pool(
+        torch.from_numpy(talkers.astype(np.float32)),
+        energy,
+        torch.from_numpy(noise.astype(np.float32)),
+    )
+
+
+@dataclass
+class Draw:
+    """Everything random about one online example (scalars only)."""
+
+    talkers: tuple[int, ...]  # active sources
+    gains_db: tuple[float, ...]
+    clips: tuple[int, ...]  # pool talker per source
+    offsets: tuple[int, ...]
+    point_noise: tuple[int, int, float] | None  # (colour, offset, SNR dB) at the silent source
+    diffuse: tuple[str, tuple[int, ...], tuple[int, ...], float] | None  # kind, clips/colour, offsets, SNR
+    sensor: tuple[int, int, float] | None  # white-noise offsets for mic 0 and 1, SNR dB
+    mic: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None  # gain, tilt, allpass
+
+
+class OnlineMixer:
+    """Batches of (features, classes) for training rooms, re-mixed per epoch.
+
+    Args:
+        rirs: (n_rooms, S, 2, taps) the split's RIRs (a memmap is fine).
+        angles: (n_rooms, S) label angles in source order (degrees).
+        pool: talkers and noise to cut excerpts from.
+        p: the params (``online``, ``augment``, ``features``, ``labels``, ``simulate``).
+    """
+
+    def __init__(self, rirs: np.ndarray, angles: np.ndarray, pool: Pool, p, n_samples: int | None = None):
+        self.rirs, self.angles, self.pool, self.p = rirs, np.asarray(angles, dtype=np.float64), pool, p
+        self.cfg = FeatureConfig.from_params(p)
+        self.n = int(n_samples or round(p.model.window_seconds * p.simulate.sample_rate))
+        self.taps = rirs.shape[-1]
+        self.dry_len = self.n + self.taps - 1
+        if self.dry_len > pool.clip_samples or self.n > pool.noise_samples:
+            raise DualmicError(
+                f"online.clip_s / online.noise_s must cover a model window plus the RIR "
+                f"({self.dry_len / p.simulate.sample_rate:.2f} s)"
+            )
+        self.epoch = 0
+
+    # ---------------------------------------------------------------- draws (numpy, per example)
+    def draw(self, room: int) -> Draw:
+        o, aug = self.p.online, self.p.augment
+        rng = np.random.default_rng([o.seed, self.epoch, room])
+        n_src = self.rirs.shape[1]
+        cond = draw_condition(rng, aug, n_src, self.p.features.sir_db)
+        k_pool = len(self.pool.talkers)
+        clips = tuple(int(c) for c in rng.choice(k_pool, size=n_src, replace=k_pool < n_src))
+        offsets = tuple(self._active_offset(rng, c, self.dry_len) for c in clips)
+        point = None
+        if cond.point_noise_snr_db is not None:
+            point = (int(rng.integers(3)), self._offset(rng, self.pool.noise_samples, self.dry_len),
+                     cond.point_noise_snr_db)  # fmt: skip
+        diffuse = None
+        if cond.diffuse_kind == "babble":
+            group = tuple(int(c) for c in rng.choice(k_pool, size=2 * aug.babble_talkers))
+            offs = tuple(self._offset(rng, self.pool.clip_samples, self.n) for _ in group)
+            diffuse = ("babble", group, offs, cond.diffuse_snr_db)
+        elif cond.diffuse_kind is not None:
+            color = NOISE_COLORS.index(cond.diffuse_kind)
+            offs = tuple(self._offset(rng, self.pool.noise_samples, self.n) for _ in range(2))
+            diffuse = ("noise", (color,), offs, cond.diffuse_snr_db)
+        sensor = None
+        if cond.sensor_snr_db is not None:
+            a, b = (self._offset(rng, self.pool.noise_samples, self.n) for _ in range(2))
+            sensor = (a, b, cond.sensor_snr_db)
+        mic = None
+        if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
+            mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
+        return Draw(cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic)
+
+    @staticmethod
+    def _offset(rng: np.random.Generator, total: int, length: int) -> int:
+        return int(rng.integers(0, total - length + 1))
+
+    def _active_offset(self, rng: np.random.Generator, clip: int, length: int) -> int:
+        starts = rng.integers(0, self.pool.clip_samples - length + 1, size=_CANDIDATES)
+        energy = self.pool.energy[clip, starts + length] - self.pool.energy[clip, starts]
+        return int(starts[int(np.argmax(energy))])
+
+    # ---------------------------------------------------------------- batched signal work (torch)
+    def mixtures(self, rooms: np.ndarray) -> tuple[torch.Tensor, list[Draw]]:
+        """(B, 2, n) unit-RMS mixtures of ``rooms`` in the current epoch, and their draws."""
+        rooms = np.asarray(rooms, dtype=np.int64)
+        draws = [self.draw(int(r)) for r in rooms]
+        b, n_src, n, taps = len(rooms), self.rirs.shape[1], self.n, self.taps
+        talkers, noise = self.pool.talkers, self.pool.noise
+        dry = torch.empty(b, n_src, self.dry_len)
+        for i, d in enumerate(draws):
+            for k in range(n_src):
+                if k not in d.talkers and d.point_noise is not None:
+                    color, off, _ = d.point_noise
+                    dry[i, k] = noise[color, off : off + self.dry_len]
+                else:
+                    dry[i, k] = talkers[d.clips[k], d.offsets[k] : d.offsets[k] + self.dry_len]
+        order = np.argsort(rooms)  # sorted reads of a memmap are faster; undone below
+        rir = torch.from_numpy(np.ascontiguousarray(self.rirs[rooms[order]], dtype=np.float32))
+        rir = rir[torch.from_numpy(np.argsort(order))]
+        n_fft = _next_pow2(self.dry_len)
+        spec = torch.fft.rfft(dry, n_fft)[:, :, None] * torch.fft.rfft(rir, n_fft)
+        images = torch.fft.irfft(spec, n_fft)[..., taps - 1 : taps - 1 + n]  # (B, S, 2, n)
+        images = images / (images.pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + _EPS)
+        weight = torch.zeros(b, n_src)
+        for i, d in enumerate(draws):
+            for k in d.talkers:
+                weight[i, k] = 10 ** (d.gains_db[k] / 20)
+        mixture = (images * weight[:, :, None, None]).sum(1)
+        for i, d in enumerate(draws):
+            if d.point_noise is not None:
+                silent = next(k for k in range(n_src) if k not in d.talkers)
+                mixture[i] = _add_at_snr(mixture[i], images[i, silent], d.point_noise[2])
+        mixture = self._diffuse(mixture, draws)
+        for i, d in enumerate(draws):
+            if d.sensor is not None:
+                a, c, snr = d.sensor
+                mixture[i] = _add_at_snr(mixture[i], torch.stack([noise[0, a : a + n], noise[0, c : c + n]]), snr)
+        mixture = self._mics(mixture, draws)
+        return mixture / (mixture.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + _EPS), draws
+
+    def _diffuse(self, mixture: torch.Tensor, draws: list[Draw]) -> torch.Tensor:
+        rows = [i for i, d in enumerate(draws) if d.diffuse is not None]
+        if not rows:
+            return mixture
+        n = self.n
+        pairs = torch.empty(len(rows), 2, n)
+        for j, i in enumerate(rows):
+            kind, ids, offs, _ = draws[i].diffuse
+            if kind == "babble":
+                half = len(ids) // 2
+                cut = [self.pool.talkers[c, o : o + n] for c, o in zip(ids, offs, strict=True)]
+                pairs[j, 0], pairs[j, 1] = sum(cut[:half]), sum(cut[half:])
+            else:
+                for m in range(2):
+                    pairs[j, m] = self.pool.noise[ids[0], offs[m] : offs[m] + n]
+        n_fft = _next_pow2(n)
+        spec = torch.fft.rfft(pairs, n_fft)
+        freq = torch.fft.rfftfreq(n_fft, 1 / self.cfg.sample_rate)
+        coh = torch.sinc(2 * freq * self.cfg.mic_distance_m / self.cfg.speed_of_sound)
+        mixed = torch.stack([spec[:, 0], coh * spec[:, 0] + (1 - coh**2).clamp_min(0).sqrt() * spec[:, 1]], 1)
+        field = torch.fft.irfft(mixed, n_fft)[..., :n]
+        out = mixture.clone()
+        for j, i in enumerate(rows):
+            out[i] = _add_at_snr(mixture[i], field[j], draws[i].diffuse[3])
+        return out
+
+    def _mics(self, mixture: torch.Tensor, draws: list[Draw]) -> torch.Tensor:
+        """Per-mic gain, tilt and all-pass (as :func:`dualmic.data.perturb.mic_mismatch`)."""
+        rows = [i for i, d in enumerate(draws) if d.mic is not None]
+        if not rows:
+            return mixture
+        n = self.n
+        n_fft = _next_pow2(2 * n)
+        params = torch.tensor([draws[i].mic for i in rows], dtype=torch.float64)  # (R, 3, 2)
+        gain, tilt, c = (params[:, j, :, None] for j in range(3))
+        z1 = torch.exp(-2j * torch.pi * torch.fft.rfftfreq(n_fft, dtype=torch.float64))
+        response = (1 + tilt * (1 - z1) / 2) * (c + z1) / (1 + c * z1) * 10 ** (gain / 20)
+        spec = torch.fft.rfft(mixture[rows].double(), n_fft) * response
+        out = mixture.clone()
+        out[rows] = torch.fft.irfft(spec, n_fft)[..., 1 : n + 1].float()
+        return out
+
+    # ---------------------------------------------------------------- training batches
+    def labels(self, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:
+        """(B, S) sorted classes: every slot carries an active talker (one talker: both)."""
+        angles = self.angles[np.asarray(rooms)]
+        out = np.empty_like(angles)
+        for i, d in enumerate(draws):
+            out[i] = np.sort(np.resize(angles[i, list(d.talkers)], angles.shape[1]))
+        classes = angle_to_class(out, self.p.labels.class_width_deg, self.p.labels.n_classes)
+        return torch.from_numpy(np.asarray(classes, dtype=np.int64))
+
+    def batch(self, rooms) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features (B, C, F, T) float32, classes (B, S)) of ``rooms`` in the current epoch."""
+        rooms = np.asarray([int(r) for r in rooms], dtype=np.int64)
+        with torch.no_grad():
+            mixture, draws = self.mixtures(rooms)
+            feats = features_from_audio(mixture, self.cfg)
+        return feats, self.labels(rooms, draws)
+
+
+def _add_at_snr(mixture: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+    p_sig = mixture.pow(2).mean()
+    p_noise = noise.pow(2).mean() + 1e-12
+    return mixture + noise * torch.sqrt(p_sig / p_noise * 10 ** (-snr_db / 10))
