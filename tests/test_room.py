@@ -98,3 +98,42 @@ def test_rooms_csv_round_trip(sim, rooms):
     for k in range(2):
         expected += [f"src{k}_{c}" for c in ("x", "y", "z", "distance", "azimuth_deg", "lateral_deg")]
     assert list(rooms.to_frame().columns) == expected
+
+
+def test_noise_positions_leave_the_rooms_as_they_were_and_keep_off_the_walls(sim):
+    plain = sample_rooms(room_spec(sim), 77, 0, 40)
+    spec = room_spec(sim.model_copy(update={"noise_sources": 2}))
+    noisy = sample_rooms(spec, 77, 0, 40)
+    np.testing.assert_array_equal(noisy.src_pos, plain.src_pos)
+    np.testing.assert_array_equal(noisy.room_dim, plain.room_dim)
+    assert plain.noise_pos is None and noisy.noise_pos.shape == (40, 2, 3)
+    margin = sim.min_wall_distance - 1e-9
+    assert (noisy.noise_pos >= margin).all() and (noisy.noise_pos <= noisy.room_dim[:, None] - margin).all()
+    dist = np.linalg.norm(noisy.noise_pos - noisy.array_center[:, None], axis=-1)
+    assert (dist >= sim.src_distance_range[0] - 1e-9).all() and (dist <= sim.src_distance_range[1] + 1e-9).all()
+    assert not np.allclose(noisy.noise_pos[:, 0], noisy.src_pos[:, 0])
+    back = Rooms.from_frame(noisy.to_frame(), np.asarray(sim.mic_offsets))
+    np.testing.assert_array_equal(back.noise_pos, noisy.noise_pos)
+
+
+def test_noise_position_rirs_start_at_their_geometric_delay(sim):
+    import torch
+
+    from dualmic.sim.batches import simulate_batches
+
+    small = sim.model_copy(
+        update={
+            "noise_sources": 1,
+            "batch_size": 4,
+            "splits": {"eval": sim.splits["eval"].model_copy(update={"n_rooms": 4})},
+            "fra": sim.fra.model_copy(update={"n_images": 512}),
+        }
+    )
+    ((_, rooms, rirs),) = simulate_batches(small, "eval", torch.device("cpu"), noise=True)
+    ((_, talkers, talker_rirs),) = simulate_batches(small, "eval", torch.device("cpu"))
+    assert rirs.shape == talker_rirs.shape[:1] + (1,) + talker_rirs.shape[2:]
+    delay = np.linalg.norm(rooms.src_pos[:, :, None] - rooms.mic_pos[:, None], axis=-1)
+    expected = delay / sim.speed_of_sound * sim.sample_rate
+    peak = np.argmax(np.abs(rirs), axis=-1)
+    assert np.all(np.abs(peak - expected) <= 1.0)
+    np.testing.assert_array_equal(rooms.src_pos, talkers.noise_pos)

@@ -78,6 +78,7 @@ class SimulateParams(Section):
     min_wall_distance: NonNegFloat
     rotate_array: StrictBool
     n_sources: Annotated[int, Strict(), Field(ge=1, le=8)]
+    noise_sources: Annotated[int, Strict(), Field(ge=0, le=8)] = 0  # extra positions per room for point noise
     method: Literal["fra", "ism"]
     device: Literal["auto", "cpu", "cuda"]
     speed_of_sound: PosFloat = 343.0

@@ -61,6 +61,7 @@ class AugmentParams(Section):
     single_talker: Probability = 0.0
     point_noise: Probability = 0.0  # of a noise point source in a single-talker mixture
     point_noise_snr_db: tuple[Float, Float] = (0.0, 20.0)
+    noise_source: Probability = 0.0  # of a point noise at a room's noise position (online mixing)
     diffuse: Probability = 0.0
     diffuse_snr_db: tuple[Float, Float] = (0.0, 30.0)
     sensor: Probability = 0.0

@@ -42,6 +42,8 @@ from dualmic.data.sources import synthetic_speech
 
 _EPS = 1e-8
 _CANDIDATES = 4  # excerpt offsets tried per talker; the most energetic is kept
+_MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024, is gone by then)
+_BLOCK = 80  # samples per block of the pool's cumulative energy (excerpt energies to the block)
 NOISE_COLORS = ("white", "pink", "brown")
 
 
@@ -54,7 +56,7 @@ class Pool:
     """Dry signals the online mixer cuts excerpts from."""
 
     talkers: torch.Tensor  # (K, L) float32, each unit RMS
-    energy: np.ndarray  # (K, L + 1) cumulative energy of each talker, for picking active excerpts
+    energy: np.ndarray  # (K, L // _BLOCK + 1) cumulative block energy, for picking active excerpts
     noise: torch.Tensor  # (3, Ln) float32 white, pink, brown, unit power
 
     @property
@@ -97,9 +99,14 @@ def build_pool(online, sample_rate: int, speech_dir: Path | None = None) -> Pool
         raise DualmicError(
             f"online.talkers {list(online.talkers)} gives {len(clips)} talker clip(s); at least 2 are needed"
         )
-    talkers = np.stack(clips).astype(np.float64)
-    talkers /= np.sqrt(np.mean(talkers**2, axis=1, keepdims=True)) + _EPS
-    energy = np.concatenate([np.zeros((len(talkers), 1)), np.cumsum(talkers**2, axis=1)], axis=1)
+    talkers = np.stack(clips).astype(np.float32)
+    talkers /= (
+        np.sqrt(np.mean(talkers.astype(np.float64) ** 2, axis=1, keepdims=True)).astype(np.float32) + _EPS
+    )
+    blocks = talkers[:, : talkers.shape[1] // _BLOCK * _BLOCK].reshape(len(talkers), -1, _BLOCK)
+    energy = np.concatenate(
+        [np.zeros((len(talkers), 1)), np.cumsum((blocks.astype(np.float64) ** 2).sum(-1), axis=1)], axis=1
+    )
     rng = np.random.default_rng([online.seed, 0x401])
     n_noise = int(round(online.noise_s * sample_rate))
     noise = np.stack([colored_noise(rng, 1, n_noise, c)[0] for c in NOISE_COLORS])
@@ -122,6 +129,7 @@ class Draw:
     diffuse: tuple[str, tuple[int, ...], tuple[int, ...], float] | None  # kind, clips/colour, offsets, SNR
     sensor: tuple[int, int, float] | None  # white-noise offsets for mic 0 and 1, SNR dB
     mic: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None  # gain, tilt, allpass
+    noise_source: tuple[int, int, int, float] | None = None  # (position, colour, offset, SNR dB)
 
 
 class OnlineMixer:
@@ -134,8 +142,22 @@ class OnlineMixer:
         p: the params (``online``, ``augment``, ``features``, ``labels``, ``simulate``).
     """
 
-    def __init__(self, rirs: np.ndarray, angles: np.ndarray, pool: Pool, p, n_samples: int | None = None):
+    def __init__(
+        self,
+        rirs: np.ndarray,
+        angles: np.ndarray,
+        pool: Pool,
+        p,
+        n_samples: int | None = None,
+        noise_rirs: np.ndarray | None = None,
+    ):
         self.rirs, self.angles, self.pool, self.p = rirs, np.asarray(angles, dtype=np.float64), pool, p
+        self.noise_rirs = noise_rirs
+        if p.augment.noise_source > 0 and (noise_rirs is None or noise_rirs.shape[1] == 0):
+            raise DualmicError(
+                f"augment.noise_source is {p.augment.noise_source} but the rooms have no noise "
+                "positions: set simulate.noise_sources >= 1 (and re-run simulate)"
+            )
         self.cfg = FeatureConfig.from_params(p)
         self.n = int(n_samples or round(p.model.window_seconds * p.simulate.sample_rate))
         self.taps = rirs.shape[-1]
@@ -173,10 +195,18 @@ class OnlineMixer:
         if cond.sensor_snr_db is not None:
             a, b = (self._offset(rng, self.pool.noise_samples, self.n) for _ in range(2))
             sensor = (a, b, cond.sensor_snr_db)
+        noise_source = None
+        if aug.noise_source > 0 and rng.random() < aug.noise_source:
+            noise_source = (
+                int(rng.integers(self.noise_rirs.shape[1])),
+                int(rng.integers(3)),
+                self._offset(rng, self.pool.noise_samples, self.dry_len),
+                float(rng.uniform(*aug.point_noise_snr_db)),
+            )
         mic = None
         if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
             mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
-        return Draw(cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic)
+        return Draw(cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source)
 
     @staticmethod
     def _offset(rng: np.random.Generator, total: int, length: int) -> int:
@@ -184,7 +214,8 @@ class OnlineMixer:
 
     def _active_offset(self, rng: np.random.Generator, clip: int, length: int) -> int:
         starts = rng.integers(0, self.pool.clip_samples - length + 1, size=_CANDIDATES)
-        energy = self.pool.energy[clip, starts + length] - self.pool.energy[clip, starts]
+        first, last = starts // _BLOCK, (starts + length) // _BLOCK
+        energy = self.pool.energy[clip, last] - self.pool.energy[clip, first]
         return int(starts[int(np.argmax(energy))])
 
     # ---------------------------------------------------------------- batched signal work (torch)
@@ -218,13 +249,40 @@ class OnlineMixer:
             if d.point_noise is not None:
                 silent = next(k for k in range(n_src) if k not in d.talkers)
                 mixture[i] = _add_at_snr(mixture[i], images[i, silent], d.point_noise[2])
+        mixture = self._noise_sources(mixture, rooms, draws)
         mixture = self._diffuse(mixture, draws)
         for i, d in enumerate(draws):
             if d.sensor is not None:
                 a, c, snr = d.sensor
-                mixture[i] = _add_at_snr(mixture[i], torch.stack([noise[0, a : a + n], noise[0, c : c + n]]), snr)
+                mixture[i] = _add_at_snr(
+                    mixture[i], torch.stack([noise[0, a : a + n], noise[0, c : c + n]]), snr
+                )
         mixture = self._mics(mixture, draws)
         return mixture / (mixture.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + _EPS), draws
+
+    def _noise_sources(self, mixture: torch.Tensor, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:
+        """A noise point source at one of the room's noise positions, through its own RIRs."""
+        rows = [i for i, d in enumerate(draws) if d.noise_source is not None]
+        if not rows:
+            return mixture
+        dry = torch.stack(
+            [
+                self.pool.noise[draws[i].noise_source[1], draws[i].noise_source[2] :][: self.dry_len]
+                for i in rows
+            ]
+        )
+        rir = torch.from_numpy(
+            np.stack(
+                [np.asarray(self.noise_rirs[rooms[i], draws[i].noise_source[0]], np.float32) for i in rows]
+            )
+        )
+        n_fft = _next_pow2(self.dry_len)
+        image = torch.fft.irfft(torch.fft.rfft(dry, n_fft)[:, None] * torch.fft.rfft(rir, n_fft), n_fft)
+        image = image[..., self.taps - 1 : self.taps - 1 + self.n]
+        out = mixture.clone()
+        for j, i in enumerate(rows):
+            out[i] = _add_at_snr(mixture[i], image[j], draws[i].noise_source[3])
+        return out
 
     def _diffuse(self, mixture: torch.Tensor, draws: list[Draw]) -> torch.Tensor:
         rows = [i for i, d in enumerate(draws) if d.diffuse is not None]
@@ -258,14 +316,14 @@ class OnlineMixer:
         if not rows:
             return mixture
         n = self.n
-        n_fft = _next_pow2(2 * n)
-        params = torch.tensor([draws[i].mic for i in rows], dtype=torch.float64)  # (R, 3, 2)
+        n_fft = _next_pow2(n + _MIC_PAD)
+        params = torch.tensor([draws[i].mic for i in rows], dtype=torch.float32)  # (R, 3, 2)
         gain, tilt, c = (params[:, j, :, None] for j in range(3))
-        z1 = torch.exp(-2j * torch.pi * torch.fft.rfftfreq(n_fft, dtype=torch.float64))
+        z1 = torch.exp(-2j * torch.pi * torch.fft.rfftfreq(n_fft))
         response = (1 + tilt * (1 - z1) / 2) * (c + z1) / (1 + c * z1) * 10 ** (gain / 20)
-        spec = torch.fft.rfft(mixture[rows].double(), n_fft) * response
+        spec = torch.fft.rfft(mixture[rows], n_fft) * response
         out = mixture.clone()
-        out[rows] = torch.fft.irfft(spec, n_fft)[..., 1 : n + 1].float()
+        out[rows] = torch.fft.irfft(spec, n_fft)[..., 1 : n + 1]
         return out
 
     # ---------------------------------------------------------------- training batches

@@ -73,7 +73,9 @@ class Trainer:
         torch.manual_seed(tp.seed)
         self.train_idx, self.val_idx = split_train_val(len(data.labels), tp.val_fraction, tp.seed)
         if data.mixer is None:  # crops of the cached features
-            self.dataset = CropDataset(data.features, data.labels, self.train_idx, model.cfg.n_frames, tp.seed)
+            self.dataset = CropDataset(
+                data.features, data.labels, self.train_idx, model.cfg.n_frames, tp.seed
+            )
             collate = None
         else:  # the training rooms re-mixed every epoch; validation stays on the cached features
             self.dataset = RoomIndices(self.train_idx, data.mixer)

@@ -1,7 +1,9 @@
 """Stage simulate@<split>: rooms and their two-mic RIRs.
 
 Writes <out>/<split>/rirs.npy (n_rooms, n_sources, n_mics, n_taps) float32,
-<out>/<split>/rooms.csv (geometry and both angle labels of every source), and
+<out>/<split>/rooms.csv (geometry and both angle labels of every source; with
+``simulate.noise_sources`` also the point-noise positions, whose RIRs go to noise_rirs.npy,
+(n_rooms, noise_sources, n_mics, n_taps)), and
 <metrics>/simulate_<split>.json (measured T30 / DRR / direct-delay accuracy of the first rooms),
 and, for the plots, <metrics>/simulate_<split>/example_rir.csv (the first 100 ms of room 0's RIRs
 from source 0 to both mics) and example_decay.csv (mic 0's Schroeder decay from the direct sound
@@ -47,9 +49,23 @@ def run(
                 checked.append((rooms, batch))
             bar(len(rooms))
         save_csv(out / split / "rooms.csv", pd.concat(tables, ignore_index=True))
+    if sim.noise_sources:
+        write_noise_rirs(sim, split, device, out / split / "noise_rirs.npy", shape)
     save_json(metrics / f"simulate_{split}.json", physics_summary(checked, n_check, sim))
     rooms0, batch0 = checked[0]
     write_example(metrics / f"simulate_{split}", batch0[0, 0], float(rooms0.rt60[0]), sim.sample_rate)
+
+
+def write_noise_rirs(sim, split: str, device, path: Path, shape: tuple[int, ...]) -> None:
+    """The RIRs of every room's point-noise positions: (n_rooms, noise_sources, n_mics, n_taps)."""
+    shape = (shape[0], sim.noise_sources, *shape[2:])
+    with (
+        npy_writer(path, shape, "float32") as rirs,
+        progress_bar(f"simulate {split} noise positions", shape[0]) as bar,
+    ):
+        for start, rooms, batch in simulate_batches(sim, split, device, noise=True):
+            rirs[start : start + len(rooms)] = batch
+            bar(len(rooms))
 
 
 def write_example(folder: Path, rir: np.ndarray, rt60_s: float, sample_rate: int) -> None:

@@ -2,9 +2,9 @@
 
 Reads <features_dir>/{features,labels,angles}.npy (with ``train.mixing: online`` the training
 rooms are instead re-mixed every epoch from <rirs_dir>/train and the talker pool, see
-:mod:`dualmic.data.online`; validation always uses the cached features); writes <out>/model.pt (best epoch on a
-validation split carved from the TRAIN rooms), <out>/checkpoint.pt (last epoch, resumed by an
-interrupted run) and DVCLive logs in <live_dir>. Under torchrun it trains with DDP.
+:mod:`dualmic.data.online`; validation always uses the cached features); writes <out>/model.pt
+(best epoch on a validation split carved from the TRAIN rooms), <out>/checkpoint.pt (last epoch,
+resumed by an interrupted run) and DVCLive logs in <live_dir>. Under torchrun it trains with DDP.
 """
 
 from __future__ import annotations
@@ -68,7 +68,13 @@ def _online_mixer(p, rirs_dir: Path, speech_dir: Path, n_rooms: int):
         )
     rooms = Rooms.read(rirs_dir / "rooms.csv", p.simulate.mic_offsets, len(rirs))
     pool = build_pool(p.online, p.simulate.sample_rate, speech_dir)
-    return OnlineMixer(rirs, rooms.angles(p.labels.angle, stored=True), pool, p)
+    noise_path = rirs_dir / "noise_rirs.npy"
+    noise_rirs = load_npy(noise_path) if noise_path.is_file() else None
+    if noise_rirs is not None and len(noise_rirs) != len(rirs):
+        raise DualmicError(
+            f"{noise_path} holds {len(noise_rirs)} rooms, rirs.npy {len(rirs)}; re-run simulate"
+        )
+    return OnlineMixer(rirs, rooms.angles(p.labels.angle, stored=True), pool, p, noise_rirs=noise_rirs)
 
 
 def _live(directory: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from dualmic.core.params import SimulateParams
-from dualmic.sim.fra import FraConfig, fra_rirs, image_draws
+from dualmic.sim.fra import NOISE_STREAM, FraConfig, fra_rirs, image_draws
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
@@ -25,6 +26,7 @@ def room_spec(sim: SimulateParams, split: str | None = None) -> RoomSpec:
         mic_offsets=sim.mic_offsets,
         rotate_array=sim.rotate_array,
         n_sources=sim.n_sources,
+        noise_sources=sim.noise_sources,
     )
 
 
@@ -41,12 +43,14 @@ def fra_config(sim: SimulateParams, split: str | None = None) -> FraConfig:
 
 
 def simulate_batches(
-    sim: SimulateParams, split: str, device: torch.device
+    sim: SimulateParams, split: str, device: torch.device, noise: bool = False
 ) -> Iterator[tuple[int, Rooms, np.ndarray]]:
     """Yield ``(start, rooms, rirs)`` for consecutive batches of a split.
 
     ``rirs`` is (B, S, M, n_taps) float32 on the CPU. The result for a room depends only on the
-    params and its index, never on batch size or device (beyond float rounding on CUDA).
+    params and its index, never on batch size or device (beyond float rounding on CUDA). With
+    ``noise`` the RIRs are those of the rooms' point-noise positions (B, N, M, n_taps), from
+    image draws of their own.
     """
     split_p = sim.split(split)
     spec, cfg, method = room_spec(sim, split), fra_config(sim, split), sim.method_for(split)
@@ -55,9 +59,13 @@ def simulate_batches(
     def prepare(start: int):
         count = min(sim.batch_size, split_p.n_rooms - start)
         rooms = sample_rooms(spec, split_p.seed, start, count)
-        draws = (
-            None if method == "ism" else image_draws(split_p.seed, start, count, sim.n_sources, cfg.n_images)
-        )
+        n_src, stream = sim.n_sources, None
+        if noise:
+            rooms = dataclasses.replace(rooms, src_pos=rooms.noise_pos, stored_angles={})
+            n_src, stream = sim.noise_sources, NOISE_STREAM
+        if method == "ism":
+            return rooms, None
+        draws = image_draws(split_p.seed, start, count, n_src, cfg.n_images, *([stream] if stream else []))
         return rooms, draws
 
     # the next batch's rooms and random draws are made while this batch simulates

@@ -36,6 +36,7 @@ from dualmic.sim.rooms import Rooms
 
 _DRAWS_PER_IMAGE = 5  # distance, direction (3 normals), reflection jitter
 _STREAM = 0xF4A  # keeps image draws apart from the room-geometry stream of the same seed
+NOISE_STREAM = 0xF4B  # the image draws of the point-noise positions (simulate.noise_sources)
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,16 @@ class FraConfig:
     speed_of_sound: float = 343.0
 
 
-def image_draws(split_seed: int, start: int, count: int, n_sources: int, n_images: int) -> torch.Tensor:
+def image_draws(
+    split_seed: int, start: int, count: int, n_sources: int, n_images: int, stream: int = _STREAM
+) -> torch.Tensor:
     """Uniform and normal variates for rooms ``start..start+count-1``: (B, S, N, 5) float32.
 
     Each room has its own stream, so the draws do not depend on batch size or device.
     """
     out = np.empty((count, n_sources, n_images, _DRAWS_PER_IMAGE), dtype=np.float32)
     for b in range(count):
-        rng = np.random.default_rng([split_seed, start + b, _STREAM])
+        rng = np.random.default_rng([split_seed, start + b, stream])
         out[b, ..., 0] = rng.random((n_sources, n_images), dtype=np.float32)
         out[b, ..., 1:4] = rng.standard_normal((n_sources, n_images, 3), dtype=np.float32)
         out[b, ..., 4] = rng.random((n_sources, n_images), dtype=np.float32)

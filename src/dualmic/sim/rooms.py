@@ -21,6 +21,7 @@ GEOMETRY_COLUMNS = ("room_x", "room_y", "room_z", "rt60", "array_x", "array_y", 
 LABELS = ("lateral", "azimuth")
 
 _CANDIDATES = 256  # source positions drawn per attempt; the first valid one is kept
+_NOISE_STREAM = 0x501  # keeps point-noise positions apart from the room and source draws
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class RoomSpec:
     mic_offsets: tuple[tuple[float, float, float], ...]
     rotate_array: bool
     n_sources: int
+    noise_sources: int = 0
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Rooms:
         array_rot_deg: (B,) rotation of the array about z (array x axis = mic axis).
         mic_pos: (B, M, 3) microphone positions in room coordinates.
         src_pos: (B, S, 3) source positions in room coordinates.
+        noise_pos: (B, N, 3) positions of point noise sources (``simulate.noise_sources``), or None.
     """
 
     room_dim: np.ndarray
@@ -56,6 +59,7 @@ class Rooms:
     array_rot_deg: np.ndarray
     mic_pos: np.ndarray
     src_pos: np.ndarray
+    noise_pos: np.ndarray | None = None
     # label -> (B, S) degrees as read from rooms.csv (exactly the stored values); else computed
     stored_angles: dict[str, np.ndarray] = field(default_factory=dict)
     where: str = ""  # the table the rooms were read from, for error messages
@@ -113,6 +117,9 @@ class Rooms:
             cols[f"src{k}_distance"] = np.linalg.norm(direction[:, k], axis=-1)
             cols[f"src{k}_azimuth_deg"] = azimuth_deg(direction[:, k])
             cols[f"src{k}_lateral_deg"] = lateral_deg(direction[:, k])
+        for j in range(0 if self.noise_pos is None else self.noise_pos.shape[1]):
+            for a, axis in enumerate("xyz"):
+                cols[f"noise{j}_{axis}"] = self.noise_pos[:, j, a]
         return pd.DataFrame(cols)
 
     @classmethod
@@ -139,6 +146,13 @@ class Rooms:
             cols = [f"src{k}_{label}_deg" for k in range(n_src)]
             if all(c in frame.columns for c in cols):
                 stored[label] = frame[cols].to_numpy(dtype=np.float64)
+        n_noise = sum(1 for c in frame.columns if c.startswith("noise") and c.endswith("_x"))
+        noise = None
+        if n_noise:
+            noise = np.stack(
+                [frame[[f"noise{j}_{a}" for a in "xyz"]].to_numpy(dtype=np.float64) for j in range(n_noise)],
+                1,
+            )
         return cls(
             room_dim=frame[["room_x", "room_y", "room_z"]].to_numpy(dtype=np.float64),
             rt60=frame["rt60"].to_numpy(dtype=np.float64),
@@ -146,6 +160,7 @@ class Rooms:
             array_rot_deg=rot,
             mic_pos=mic_positions(center, rot, np.asarray(mic_offsets, dtype=np.float64)),
             src_pos=src,
+            noise_pos=noise,
             stored_angles=stored,
             where=where,
         )
@@ -202,9 +217,21 @@ def sample_room(spec: RoomSpec, split_seed: int, index: int):
     return dim, rt60, center, rot, src
 
 
+def noise_positions(spec: RoomSpec, split_seed: int, index: int, dim: np.ndarray, center: np.ndarray):
+    """(N, 3) point-noise positions of room ``index``, placed like its sources but from a stream
+    of their own, so adding noise positions leaves the room and its talkers as they were."""
+    rng = np.random.default_rng(np.random.SeedSequence([split_seed, index, _NOISE_STREAM]))
+    return np.stack([_draw_source(rng, spec, dim, center) for _ in range(spec.noise_sources)])
+
+
 def sample_rooms(spec: RoomSpec, split_seed: int, start: int, count: int) -> Rooms:
     """Rooms ``start .. start+count-1`` of the split seeded by ``split_seed``."""
     parts = [sample_room(spec, split_seed, i) for i in range(start, start + count)]
     dim, rt60, center, rot, src = (np.array([p[j] for p in parts]) for j in range(5))
     offsets = np.asarray(spec.mic_offsets, dtype=np.float64)
-    return Rooms(dim, rt60, center, rot, mic_positions(center, rot, offsets), src)
+    noise = None
+    if spec.noise_sources:
+        noise = np.stack(
+            [noise_positions(spec, split_seed, start + b, dim[b], center[b]) for b in range(count)]
+        )
+    return Rooms(dim, rt60, center, rot, mic_positions(center, rot, offsets), src, noise)

@@ -1,0 +1,194 @@
+"""On-the-fly training mixtures (data/online.py): determinism per (seed, epoch, room), the physics
+of what is mixed (talkers and a point noise through their own RIRs, diffuse fields, microphone
+errors) and a training run that uses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from tests_support import REPO, tiny_raw_params
+
+from dualmic.core.errors import DualmicError
+from dualmic.core.params import parse_params
+from dualmic.data.online import Draw, OnlineMixer, build_pool
+from dualmic.data.perturb import mic_mismatch
+
+FS = 16000
+LAGS = (6, -4)  # mic-1 delay (samples) of source 0 and source 1 in the delay-only "rooms"
+
+
+def _params(**augment):
+    raw = tiny_raw_params()
+    raw["online"] = {"talkers": ["synthetic"], "synthetic_talkers": 8, "clip_s": 3.0, "noise_s": 3.0}
+    raw["augment"].update(augment)
+    return parse_params(raw)
+
+
+def _delay_rirs(n_rooms: int, taps: int = 64) -> np.ndarray:
+    """Rooms without walls: mic 0 hears source k at sample 10, mic 1 at 10 + LAGS[k]."""
+    rirs = np.zeros((n_rooms, 2, 2, taps), np.float32)
+    for k, lag in enumerate(LAGS):
+        rirs[:, k, 0, 10] = 1.0
+        rirs[:, k, 1, 10 + lag] = 1.0
+    return rirs
+
+
+def _mixer(p, rirs=None, n_rooms=6, angles=None):
+    rirs = _delay_rirs(n_rooms) if rirs is None else rirs
+    angles = np.tile([30.0, 120.0], (len(rirs), 1)) if angles is None else angles
+    return OnlineMixer(rirs, angles, build_pool(p.online, FS), p)
+
+
+def _lag(x: np.ndarray, max_lag: int = 12) -> int:
+    """Mic-1 delay of the dominant sound (GCC-PHAT peak of the Hann-windowed first differences:
+    brown noise's drift would otherwise put an edge at lag 0)."""
+    x = np.diff(x, axis=-1) * np.hanning(x.shape[-1] - 1)
+    n = 2 * x.shape[-1]
+    cross = np.fft.rfft(x[1], n) * np.conj(np.fft.rfft(x[0], n))
+    cc = np.fft.irfft(cross / (np.abs(cross) + 1e-12), n)
+    lags = np.r_[np.arange(0, max_lag + 1), np.arange(-max_lag, 0)]
+    return int(lags[np.argmax(np.r_[cc[: max_lag + 1], cc[-max_lag:]])])
+
+
+def test_an_example_depends_on_seed_epoch_and_room_only():
+    p = _params(single_talker=0.5, point_noise=0.5, diffuse=0.5, sensor=0.5, mic={"probability": 0.5})
+    mixer = _mixer(p)
+    x1, y1 = mixer.batch([0, 3, 5])
+    x2, y2 = mixer.batch([5, 0])
+    assert torch.equal(x1[2], x2[0]) and torch.equal(x1[0], x2[1]) and torch.equal(y1[2], y2[0])
+    again = _mixer(p).batch([0, 3, 5])
+    assert torch.equal(again[0], x1), "the same params give bit-identical batches"
+    mixer.epoch = 1
+    x3, _ = mixer.batch([0, 3, 5])
+    assert not torch.equal(x3, x1), "every epoch draws new mixtures"
+    assert x1.shape == (3, 2, p.features.n_fft // 2, p.window_frames)
+
+
+def test_each_talker_reaches_the_mics_through_its_own_rirs():
+    p = _params(single_talker=1.0)
+    mixer = _mixer(p, n_rooms=12)
+    mixture, draws = mixer.mixtures(np.arange(12))
+    labels = mixer.labels(np.arange(12), draws).numpy()
+    for x, d, y in zip(mixture.numpy(), draws, labels, strict=True):
+        (talker,) = d.talkers
+        assert _lag(x) == LAGS[talker]
+        # one talker: both sorted slots carry its angle (30 or 120 degrees -> class 6 or 24)
+        assert y[0] == y[1] == (6 if talker == 0 else 24)
+
+
+def test_a_point_noise_sits_at_the_silent_talkers_position():
+    p = _params(single_talker=1.0, point_noise=1.0, point_noise_snr_db=[-40.0, -40.0])
+    mixture, draws = _mixer(p, n_rooms=8).mixtures(np.arange(8))
+    for x, d in zip(mixture.numpy(), draws, strict=True):
+        (talker,) = d.talkers
+        assert d.point_noise is not None
+        assert _lag(x) == LAGS[1 - talker], "at -40 dB SNR the noise source dominates"
+
+
+def test_a_noise_source_reaches_the_mics_through_its_own_position_rirs():
+    p = _params(noise_source=1.0, point_noise_snr_db=[-40.0, -40.0])
+    noise_rirs = np.zeros((6, 1, 2, 64), np.float32)
+    noise_rirs[:, 0, 0, 10], noise_rirs[:, 0, 1, 12] = 1.0, 1.0  # the noise position: lag 2
+    mixer = OnlineMixer(_delay_rirs(6), np.tile([30.0, 120.0], (6, 1)), build_pool(p.online, FS), p,
+                        noise_rirs=noise_rirs)  # fmt: skip
+    mixture, draws = mixer.mixtures(np.arange(6))
+    assert all(d.noise_source is not None and len(d.talkers) == 2 for d in draws)
+    assert [_lag(x) for x in mixture.numpy()] == [2] * 6
+    with pytest.raises(DualmicError, match="simulate.noise_sources"):
+        _mixer(p)
+
+
+def test_two_talkers_levels_follow_the_drawn_gains():
+    p = _params(single_talker=0.0)
+    p = p.model_copy(update={"features": p.features.model_copy(update={"sir_db": (-30.0, -30.0)})})
+    mixture, _ = _mixer(p).mixtures(np.arange(4))
+    for x in mixture.numpy():  # source 1 is 30 dB below source 0
+        assert _lag(x) == LAGS[0]
+
+
+def test_diffuse_noise_has_the_coherence_of_a_spherical_field_and_the_drawn_snr():
+    p = _params(diffuse=1.0, diffuse_snr_db=[-60.0, -60.0])
+    mixer = _mixer(p, n_rooms=16)
+    mixture, draws = mixer.mixtures(np.arange(16))
+    kinds = {d.diffuse[0] for d in draws}
+    assert kinds <= {"noise", "babble"} and all(d.diffuse[3] == -60.0 for d in draws)
+    noise_rows = [i for i, d in enumerate(draws) if d.diffuse[0] == "noise" and d.diffuse[1][0] == 0]
+    assert noise_rows, "a white diffuse field among 16 draws"
+    from scipy.signal import coherence
+
+    x = mixture.numpy()[noise_rows[0]].astype(np.float64)
+    f, coh = coherence(x[0], x[1], fs=FS, nperseg=256)
+    d = p.simulate.mic_distance_m
+    expected = np.sinc(2 * f * d / p.simulate.speed_of_sound) ** 2
+    band = (f > 300) & (f < 6000)
+    assert np.mean(np.abs(coh[band] - expected[band])) < 0.12
+
+
+def test_mic_errors_match_the_conditions_test_filters():
+    x = np.random.default_rng(0).standard_normal((2, 4000))
+    gain, tilt, allpass = (1.0, -2.0), (0.2, -0.3), (0.04, -0.05)
+    expected = mic_mismatch(x, np.array(gain), np.array(tilt), np.array(allpass))
+    mixer = _mixer(_params())
+    mixer.n = x.shape[1]
+    draw = Draw((0,), (0.0,), (0,), (0,), None, None, None, (gain, tilt, allpass))
+    got = mixer._mics(torch.from_numpy(x).float()[None], [draw])[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-4 * np.abs(expected).max())
+
+
+def test_a_pool_without_talkers_is_a_clear_error():
+    p = _params()
+    online = p.online.model_copy(update={"synthetic_talkers": 1})
+    with pytest.raises(DualmicError, match="at least 2"):
+        build_pool(online, FS)
+
+
+def test_clips_shorter_than_a_window_plus_the_rir_are_refused():
+    p = _params()
+    rirs = np.zeros((2, 2, 2, int(2.5 * FS)), np.float32)  # 1-s window + 2.5-s RIR > 3-s clips
+    with pytest.raises(DualmicError, match="online.clip_s"):
+        _mixer(p, rirs=rirs)
+
+
+def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
+    raw = tiny_raw_params()
+    raw["simulate"]["splits"]["train"]["n_rooms"] = 8
+    raw["train"].update(mixing="online", epochs=2)
+    raw["online"] = {"talkers": ["synthetic"], "synthetic_talkers": 6, "clip_s": 2.0, "noise_s": 2.0}
+    raw["augment"].update(single_talker=0.3, diffuse=0.5, noise_source=0.5, mic={"probability": 0.5})
+    raw["simulate"]["noise_sources"] = 1
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    roots = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        root.mkdir()
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        if name == "a":
+            for stage, arg in (("simulate", "train"), ("features", "train")):
+                cmd = [sys.executable, str(REPO / f"stages/{stage}.py"), arg]
+                subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True)
+        else:
+            shutil.copytree(tmp_path / "a" / "data", root / "data")
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "stages/train.py")], cwd=root, env=env, capture_output=True, text=True
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        roots.append(root)
+    metrics = json.loads((roots[0] / "metrics/train/metrics.json").read_text())
+    assert metrics["step"] == 1 and np.isfinite(metrics["val"]["mae_deg"])
+    assert (roots[0] / "models/model.pt").read_bytes() == (roots[1] / "models/model.pt").read_bytes()
+
+
+def test_online_training_without_the_speech_bank_says_what_to_run(tmp_path):
+    raw = tiny_raw_params()
+    raw["train"]["mixing"] = "online"
+    p = parse_params(raw)
+    with pytest.raises(DualmicError, match="dvc repro speech"):
+        build_pool(p.online, FS, tmp_path / "no_speech")
