@@ -59,10 +59,10 @@ class Rooms:
     array_rot_deg: np.ndarray
     mic_pos: np.ndarray
     src_pos: np.ndarray
-    noise_pos: np.ndarray | None = None
     # label -> (B, S) degrees as read from rooms.csv (exactly the stored values); else computed
     stored_angles: dict[str, np.ndarray] = field(default_factory=dict)
     where: str = ""  # the table the rooms were read from, for error messages
+    noise_pos: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rt60)
@@ -234,4 +234,4 @@ def sample_rooms(spec: RoomSpec, split_seed: int, start: int, count: int) -> Roo
         noise = np.stack(
             [noise_positions(spec, split_seed, start + b, dim[b], center[b]) for b in range(count)]
         )
-    return Rooms(dim, rt60, center, rot, mic_positions(center, rot, offsets), src, noise)
+    return Rooms(dim, rt60, center, rot, mic_positions(center, rot, offsets), src, noise_pos=noise)
