@@ -28,6 +28,8 @@ LAGS = (6, -4)  # mic-1 delay (samples) of source 0 and source 1 in the delay-on
 def _params(**augment):
     raw = tiny_raw_params()
     raw["online"] = {"talkers": ["synthetic"], "synthetic_talkers": 8, "clip_s": 3.0, "noise_s": 3.0}
+    none = {"single_talker": 0.0, "point_noise": 0.0, "noise_source": 0.0, "diffuse": 0.0, "sensor": 0.0}
+    raw["augment"].update(none, mic={"probability": 0.0})  # nothing but what the test asks for
     raw["augment"].update(augment)
     return parse_params(raw)
 
@@ -188,7 +190,30 @@ def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
 
 def test_online_training_without_the_speech_bank_says_what_to_run(tmp_path):
     raw = tiny_raw_params()
-    raw["train"]["mixing"] = "online"
+    raw["online"]["talkers"] = ["synthetic", "speech"]
     p = parse_params(raw)
     with pytest.raises(DualmicError, match="dvc repro speech"):
         build_pool(p.online, FS, tmp_path / "no_speech")
+
+
+def test_the_pool_holds_the_speech_banks_clips(tmp_path):
+    import soundfile as sf
+
+    bank = tmp_path / "speech"
+    (bank / "clips").mkdir(parents=True)
+    rows = ["file,language,voice,package,n_words,words"]
+    for i, f0 in enumerate((150.0, 220.0)):
+        t = np.arange(FS) / FS
+        sf.write(bank / "clips" / f"clip_{i:05d}.flac", 0.3 * np.sin(2 * np.pi * f0 * t), FS)
+        rows.append(f"clips/clip_{i:05d}.flac,en,v{i},ktuberling-data,1,w")
+    (bank / "index.csv").write_text("\n".join(rows) + "\n")
+    p = _params()
+    online = p.online.model_copy(update={"talkers": ("synthetic", "speech"), "synthetic_talkers": 3})
+    pool = build_pool(online, FS, bank)
+    assert len(pool.talkers) == 5 and pool.talkers.shape[1] == int(online.clip_s * FS)
+    rms = pool.talkers.pow(2).mean(1).sqrt()
+    torch.testing.assert_close(rms, torch.ones(5), atol=1e-3, rtol=0)
+    spectrum = np.abs(np.fft.rfft(pool.talkers[3, :FS].numpy()))
+    assert abs(np.argmax(spectrum) - 150) <= 1, "the first bank clip (150 Hz), tiled to clip_s"
+    only = build_pool(online.model_copy(update={"talkers": ("speech",)}), FS, bank)
+    assert len(only.talkers) == 2

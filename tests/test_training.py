@@ -165,13 +165,14 @@ def test_checkpoint_fingerprint_covers_the_data_params(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run_fingerprint", lambda config: seen.append(config) or "x")
     monkeypatch.setattr(train, "Trainer", _stop)
     raw = tiny_raw_params()
+    raw["train"]["mixing"] = "cached"  # no RIRs here: only the fingerprint is looked at
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw))
     feats = tmp_path / "f"
     _tiny_features(feats, raw)
     with pytest.raises(_Stop):
         train.run(path, feats, tmp_path / "m", None)
-    assert {"augment", "sources", "speech", "features", "simulate", "train"} <= set(seen[0])
+    assert {"augment", "online", "sources", "speech", "features", "simulate", "train"} <= set(seen[0])
     assert "conditions" not in seen[0] and "export" not in seen[0]
     assert checkpoint.run_fingerprint(seen[0]) == checkpoint.run_fingerprint(dict(seen[0]))
 

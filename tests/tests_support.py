@@ -34,6 +34,8 @@ def tiny_raw_params() -> dict:
     raw["evaluate"]["srp_phat"] = True
     raw["conditions"] = {"n_rooms": 2, "n_talkers": 6, "babble_talkers": 2}
     raw.setdefault("speech", {}).update(n_clips=4, clip_s=2.0)
+    # online mixing from a small pool of synthetic talkers (tests that need the bank add it)
+    raw.setdefault("online", {}).update(talkers=["synthetic"], synthetic_talkers=8, clip_s=3.0, noise_s=3.0)
     return raw
 
 
