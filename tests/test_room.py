@@ -110,7 +110,8 @@ def test_noise_positions_leave_the_rooms_as_they_were_and_keep_off_the_walls(sim
     margin = sim.min_wall_distance - 1e-9
     assert (noisy.noise_pos >= margin).all() and (noisy.noise_pos <= noisy.room_dim[:, None] - margin).all()
     dist = np.linalg.norm(noisy.noise_pos - noisy.array_center[:, None], axis=-1)
-    assert (dist >= sim.src_distance_range[0] - 1e-9).all() and (dist <= sim.src_distance_range[1] + 1e-9).all()
+    lo, hi = sim.src_distance_range
+    assert (dist >= lo - 1e-9).all() and (dist <= hi + 1e-9).all()
     assert not np.allclose(noisy.noise_pos[:, 0], noisy.src_pos[:, 0])
     back = Rooms.from_frame(noisy.to_frame(), np.asarray(sim.mic_offsets))
     np.testing.assert_array_equal(back.noise_pos, noisy.noise_pos)
