@@ -47,7 +47,8 @@ from dualmic.core.errors import DualmicError, user_errors
 from dualmic.core.files import load_npy
 from dualmic.core.params import load_params
 from dualmic.data.mixtures import feature_batches
-from dualmic.data.online import OnlineMixer, build_pool
+from dualmic.data.online import OnlineMixer
+from dualmic.data.pool import build_pool
 from dualmic.sim.rooms import Rooms
 
 app = typer.Typer(add_completion=False)

@@ -3,7 +3,7 @@ import torch
 from tests_support import tiny_raw_params
 
 from dualmic.core.params import parse_params
-from dualmic.core.schema import PRESETS
+from dualmic.core.schema_learn import PRESETS
 from dualmic.learn.model import ModelConfig, SSLModel, patch_grid
 from dualmic.learn.model_file import model_config
 

@@ -18,8 +18,9 @@ from tests_support import REPO, tiny_raw_params
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
-from dualmic.data.online import Draw, OnlineMixer, build_pool
+from dualmic.data.online import Draw, OnlineMixer
 from dualmic.data.perturb import mic_mismatch
+from dualmic.data.pool import build_pool
 
 FS = 16000
 LAGS = (6, -4)  # mic-1 delay (samples) of source 0 and source 1 in the delay-only "rooms"

@@ -20,14 +20,13 @@ from dualmic.core.schema import (
     FeaturesParams,
     FraParams,
     LabelsParams,
-    ModelParams,
     Section,
     SimulateParams,
     SourcesParams,
     SplitParams,
-    TrainParams,
 )
 from dualmic.core.schema_conditions import AugmentParams, ConditionsParams, OnlineParams, SpeechParams
+from dualmic.core.schema_learn import ModelParams, TrainParams
 
 __all__ = [
     "AugmentParams",

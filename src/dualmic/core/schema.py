@@ -1,4 +1,6 @@
-"""The sections of params.yaml, one per stage, as strict pydantic models.
+"""The sections of params.yaml, one per stage, as strict pydantic models (the model and train
+sections are in :mod:`dualmic.core.schema_learn`, those of the conditions of real recordings in
+:mod:`dualmic.core.schema_conditions`).
 
 Each field's constraints are what a user is told when a value is wrong (see
 :mod:`dualmic.core.params`, which loads and validates the whole file).
@@ -29,13 +31,6 @@ NonNegFloat = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False)]
 PosInt = Annotated[int, Strict(), Field(gt=0)]
 Seed = Annotated[int, Strict(), Field(ge=0, lt=2**63)]
 Vec3 = tuple[Float, Float, Float]
-
-
-# model sizes by name; model.dim / model.depth / model.window_s override them
-PRESETS: dict[str, dict] = {
-    "seed": {"dim": 512, "depth": 8, "window_s": 3.0},  # the published size and input length
-    "small": {"dim": 96, "depth": 2, "window_s": 1.0},  # trains on a 2-core CPU in minutes
-}
 
 
 class Section(BaseModel):
@@ -237,52 +232,6 @@ class FeaturesParams(Section):
         return self
 
 
-class ModelParams(Section):
-    preset: Literal["small", "seed"]
-    dim: PosInt | None = None
-    depth: PosInt | None = None
-    heads: PosInt = 8
-    dim_head: PosInt = 64
-    ff_mult: PosInt = 4
-    conv_expansion_factor: PosInt = 2
-    conv_kernel_size: PosInt = 31
-    dropout: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.1
-    window_s: Annotated[float, Strict(), Field(gt=0, le=60)] | None = None
-
-    @property
-    def window_seconds(self) -> float:
-        return self.window_s or PRESETS[self.preset]["window_s"]
-
-    @property
-    def width(self) -> int:
-        return self.dim or PRESETS[self.preset]["dim"]
-
-    @property
-    def n_layers(self) -> int:
-        return self.depth or PRESETS[self.preset]["depth"]
-
-    @field_validator("conv_kernel_size")
-    @classmethod
-    def _odd(cls, v):
-        if v % 2 == 0:
-            raise ValueError(f"{v} must be odd (same-length depthwise convolution)")
-        return v
-
-
-class TrainParams(Section):
-    epochs: PosInt
-    batch_size: PosInt
-    lr: PosFloat
-    weight_decay: NonNegFloat
-    schedule: Literal["cosine", "step"]
-    step_epochs: PosInt = 10
-    warmup_epochs: Annotated[int, Strict(), Field(ge=0)] = 1
-    val_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
-    seed: Seed
-    device: Literal["auto", "cpu", "cuda"]
-    mixing: Literal["cached", "online"] = "cached"
-
-
 class EvaluateParams(Section):
     hop_s: PosFloat = 0.5
     rt60_bins: tuple[PosFloat, ...] = (0.1, 0.3, 0.5, 0.7)
@@ -310,7 +259,3 @@ class ExportParams(Section):
             except ValueError:
                 raise ValueError(f"{v!r} is not a 'YYYY-MM-DD hh:mm:ss' UTC time") from None
         return v
-
-
-# The conditions test's conditions (defined in dualmic.scoring.conditions), in the order that
-# numbers their room seeds: a condition's rooms never change when others are added or left out.

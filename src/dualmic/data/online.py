@@ -25,96 +25,23 @@ processes or restarts, and the same params give bit-identical batches.
 
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import angle_to_class
 from dualmic.data.augment import draw_condition
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.data.perturb import colored_noise
-from dualmic.data.sources import synthetic_speech
+from dualmic.data.pool import NOISE_COLORS, Pool
 
 _EPS = 1e-8
-_CANDIDATES = 4  # excerpt offsets tried per talker; the most energetic is kept
 _MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024, is gone by then)
-_BLOCK = 80  # samples per block of the pool's cumulative energy (excerpt energies to the block)
-NOISE_COLORS = ("white", "pink", "brown")
 
 
 def _next_pow2(n: int) -> int:
     return 1 << max(1, (int(n) - 1).bit_length())
-
-
-@dataclass
-class Pool:
-    """Dry signals the online mixer cuts excerpts from."""
-
-    talkers: torch.Tensor  # (K, L) float32, each unit RMS
-    energy: np.ndarray  # (K, L // _BLOCK + 1) cumulative block energy, for picking active excerpts
-    noise: torch.Tensor  # (3, Ln) float32 white, pink, brown, unit power
-
-    @property
-    def clip_samples(self) -> int:
-        return self.talkers.shape[1]
-
-    @property
-    def noise_samples(self) -> int:
-        return self.noise.shape[1]
-
-
-def speech_clips(speech_dir: Path, sample_rate: int, n_samples: int) -> list[np.ndarray]:
-    """The recorded-voice bank's clips (``data/speech``) cut or tiled to ``n_samples``."""
-    index = speech_dir / "index.csv"
-    if not index.is_file():
-        raise DualmicError(f"{index} not found: run `dvc repro speech` (online.talkers names speech)")
-    clips = []
-    with index.open(newline="") as f:
-        for row in csv.DictReader(f):
-            audio, rate = sf.read(speech_dir / row["file"], dtype="float32")
-            if rate != sample_rate:
-                raise DualmicError(
-                    f"{speech_dir / row['file']} is sampled at {rate} Hz but simulate.sample_rate is "
-                    f"{sample_rate}; re-run the speech stage"
-                )
-            clips.append(np.resize(audio, n_samples))
-    return clips
-
-
-def build_pool(online, sample_rate: int, speech_dir: Path | None = None) -> Pool:
-    """The talker and noise pool of the ``online`` params (deterministic from ``online.seed``)."""
-    n = int(round(online.clip_s * sample_rate))
-    clips = [
-        synthetic_speech(np.random.default_rng([online.seed, 0x5E, k]), n, sample_rate)
-        for k in range(online.synthetic_talkers if "synthetic" in online.talkers else 0)
-    ]
-    if "speech" in online.talkers:
-        clips += speech_clips(speech_dir or Path("data/speech"), sample_rate, n)
-    if len(clips) < 2:
-        raise DualmicError(
-            f"online.talkers {list(online.talkers)} gives {len(clips)} talker clip(s); at least 2 are needed"
-        )
-    talkers = np.stack(clips).astype(np.float32)
-    talkers /= (
-        np.sqrt(np.mean(talkers.astype(np.float64) ** 2, axis=1, keepdims=True)).astype(np.float32) + _EPS
-    )
-    blocks = talkers[:, : talkers.shape[1] // _BLOCK * _BLOCK].reshape(len(talkers), -1, _BLOCK)
-    energy = np.concatenate(
-        [np.zeros((len(talkers), 1)), np.cumsum((blocks.astype(np.float64) ** 2).sum(-1), axis=1)], axis=1
-    )
-    rng = np.random.default_rng([online.seed, 0x401])
-    n_noise = int(round(online.noise_s * sample_rate))
-    noise = np.stack([colored_noise(rng, 1, n_noise, c)[0] for c in NOISE_COLORS])
-    return Pool(
-        torch.from_numpy(talkers.astype(np.float32)),
-        energy,
-        torch.from_numpy(noise.astype(np.float32)),
-    )
 
 
 @dataclass
@@ -177,7 +104,7 @@ class OnlineMixer:
         cond = draw_condition(rng, aug, n_src, self.p.features.sir_db)
         k_pool = len(self.pool.talkers)
         clips = tuple(int(c) for c in rng.choice(k_pool, size=n_src, replace=k_pool < n_src))
-        offsets = tuple(self._active_offset(rng, c, self.dry_len) for c in clips)
+        offsets = tuple(self.pool.active_offset(rng, c, self.dry_len) for c in clips)
         point = None
         if cond.point_noise_snr_db is not None:
             point = (int(rng.integers(3)), self._offset(rng, self.pool.noise_samples, self.dry_len),
@@ -212,18 +139,12 @@ class OnlineMixer:
     def _offset(rng: np.random.Generator, total: int, length: int) -> int:
         return int(rng.integers(0, total - length + 1))
 
-    def _active_offset(self, rng: np.random.Generator, clip: int, length: int) -> int:
-        starts = rng.integers(0, self.pool.clip_samples - length + 1, size=_CANDIDATES)
-        first, last = starts // _BLOCK, (starts + length) // _BLOCK
-        energy = self.pool.energy[clip, last] - self.pool.energy[clip, first]
-        return int(starts[int(np.argmax(energy))])
-
     # ---------------------------------------------------------------- batched signal work (torch)
     def mixtures(self, rooms: np.ndarray) -> tuple[torch.Tensor, list[Draw]]:
         """(B, 2, n) unit-RMS mixtures of ``rooms`` in the current epoch, and their draws."""
         rooms = np.asarray(rooms, dtype=np.int64)
         draws = [self.draw(int(r)) for r in rooms]
-        b, n_src, n, taps = len(rooms), self.rirs.shape[1], self.n, self.taps
+        b, n_src, n = len(rooms), self.rirs.shape[1], self.n
         talkers, noise = self.pool.talkers, self.pool.noise
         dry = torch.empty(b, n_src, self.dry_len)
         for i, d in enumerate(draws):
@@ -236,9 +157,7 @@ class OnlineMixer:
         order = np.argsort(rooms)  # sorted reads of a memmap are faster; undone below
         rir = torch.from_numpy(np.ascontiguousarray(self.rirs[rooms[order]], dtype=np.float32))
         rir = rir[torch.from_numpy(np.argsort(order))]
-        n_fft = _next_pow2(self.dry_len)
-        spec = torch.fft.rfft(dry, n_fft)[:, :, None] * torch.fft.rfft(rir, n_fft)
-        images = torch.fft.irfft(spec, n_fft)[..., taps - 1 : taps - 1 + n]  # (B, S, 2, n)
+        images = self._reverberate(dry, rir)  # (B, S, 2, n)
         images = images / (images.pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + _EPS)
         weight = torch.zeros(b, n_src)
         for i, d in enumerate(draws):
@@ -260,6 +179,12 @@ class OnlineMixer:
         mixture = self._mics(mixture, draws)
         return mixture / (mixture.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + _EPS), draws
 
+    def _reverberate(self, dry: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
+        """Steady-state images: dry (..., dry_len) through rir (..., M, taps) -> (..., M, n)."""
+        n_fft = _next_pow2(self.dry_len)
+        spec = torch.fft.rfft(dry, n_fft)[..., None, :] * torch.fft.rfft(rir, n_fft)
+        return torch.fft.irfft(spec, n_fft)[..., self.taps - 1 : self.taps - 1 + self.n]
+
     def _noise_sources(self, mixture: torch.Tensor, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:
         """A noise point source at one of the room's noise positions, through its own RIRs."""
         rows = [i for i, d in enumerate(draws) if d.noise_source is not None]
@@ -276,9 +201,7 @@ class OnlineMixer:
                 [np.asarray(self.noise_rirs[rooms[i], draws[i].noise_source[0]], np.float32) for i in rows]
             )
         )
-        n_fft = _next_pow2(self.dry_len)
-        image = torch.fft.irfft(torch.fft.rfft(dry, n_fft)[:, None] * torch.fft.rfft(rir, n_fft), n_fft)
-        image = image[..., self.taps - 1 : self.taps - 1 + self.n]
+        image = self._reverberate(dry, rir)  # (R, 2, n)
         out = mixture.clone()
         for j, i in enumerate(rows):
             out[i] = _add_at_snr(mixture[i], image[j], draws[i].noise_source[3])

@@ -57,7 +57,8 @@ def run(
 
 def _online_mixer(p, rirs_dir: Path, speech_dir: Path, n_rooms: int):
     """The on-the-fly mixer of the train split's rooms (imported late: cached runs do not need it)."""
-    from dualmic.data.online import OnlineMixer, build_pool
+    from dualmic.data.online import OnlineMixer
+    from dualmic.data.pool import build_pool
     from dualmic.sim.rooms import Rooms
 
     rirs = load_npy(rirs_dir / "rirs.npy")

@@ -1,0 +1,61 @@
+"""The params sections of the model (sizes by preset) and of its training run."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, Strict, field_validator
+
+from dualmic.core.schema import NonNegFloat, PosFloat, PosInt, Section, Seed
+
+# model sizes by name; model.dim / model.depth / model.window_s override them
+PRESETS: dict[str, dict] = {
+    "seed": {"dim": 512, "depth": 8, "window_s": 3.0},  # the published size and input length
+    "small": {"dim": 96, "depth": 2, "window_s": 1.0},  # trains on a 2-core CPU in minutes
+}
+
+
+class ModelParams(Section):
+    preset: Literal["small", "seed"]
+    dim: PosInt | None = None
+    depth: PosInt | None = None
+    heads: PosInt = 8
+    dim_head: PosInt = 64
+    ff_mult: PosInt = 4
+    conv_expansion_factor: PosInt = 2
+    conv_kernel_size: PosInt = 31
+    dropout: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.1
+    window_s: Annotated[float, Strict(), Field(gt=0, le=60)] | None = None
+
+    @property
+    def window_seconds(self) -> float:
+        return self.window_s or PRESETS[self.preset]["window_s"]
+
+    @property
+    def width(self) -> int:
+        return self.dim or PRESETS[self.preset]["dim"]
+
+    @property
+    def n_layers(self) -> int:
+        return self.depth or PRESETS[self.preset]["depth"]
+
+    @field_validator("conv_kernel_size")
+    @classmethod
+    def _odd(cls, v):
+        if v % 2 == 0:
+            raise ValueError(f"{v} must be odd (same-length depthwise convolution)")
+        return v
+
+
+class TrainParams(Section):
+    epochs: PosInt
+    batch_size: PosInt
+    lr: PosFloat
+    weight_decay: NonNegFloat
+    schedule: Literal["cosine", "step"]
+    step_epochs: PosInt = 10
+    warmup_epochs: Annotated[int, Strict(), Field(ge=0)] = 1
+    val_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
+    seed: Seed
+    device: Literal["auto", "cpu", "cuda"]
+    mixing: Literal["cached", "online"] = "cached"
