@@ -15,6 +15,14 @@ from pydantic import Field, Strict, StrictStr, field_validator, model_validator
 from dualmic.core.schema import Float, NonNegFloat, PosInt, Section, Seed, ordered
 
 
+def distinct_names(value: tuple[str, ...], choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A non-empty list naming each of ``choices`` at most once (the allowed names are checked by
+    the field's Literal type)."""
+    if not value or len(set(value)) != len(value):
+        raise ValueError(f"{list(value)}: name each of {', '.join(choices)} at most once, at least one")
+    return value
+
+
 class SpeechParams(Section):
     """The speech bank: talker clips of recorded words from Debian packages (see data.speech)."""
 
@@ -30,9 +38,7 @@ class SpeechParams(Section):
     @field_validator("packages")
     @classmethod
     def _packages(cls, v):
-        if not v or len(set(v)) != len(v):
-            raise ValueError(f"{list(v)}: name each of ktuberling, klettres at most once, at least one")
-        return v
+        return distinct_names(v, ("ktuberling", "klettres"))
 
     @field_validator("pause_s")
     @classmethod
@@ -88,9 +94,7 @@ class OnlineParams(Section):
     @field_validator("talkers")
     @classmethod
     def _talkers(cls, v):
-        if not v or len(set(v)) != len(v):
-            raise ValueError(f"{list(v)}: name each of synthetic, speech at most once, at least one")
-        return v
+        return distinct_names(v, ("synthetic", "speech"))
 
 
 CONDITION_NAMES = (
