@@ -53,22 +53,27 @@ from dualmic.sim.rooms import Rooms
 
 app = typer.Typer(add_completion=False)
 
-CONDITIONS = {"single_talker": 0.2, "point_noise": 0.5, "diffuse": 0.5, "sensor": 0.5, "mic": 0.5}
+CONDITIONS = {"point_noise": 0.5, "diffuse": 0.5, "sensor": 0.5, "mic": 0.5}
+ACTIVE_SOURCES = (0.1, 0.3, 0.6)  # probability of 0, 1, 2 talkers with the conditions on
 
 
 def with_conditions(p, on: bool):
-    """``p`` with the augment probabilities of CONDITIONS (on) or none (off)."""
+    """``p`` with the augment probabilities of CONDITIONS and ACTIVE_SOURCES (on), or two talkers
+    and nothing else (off)."""
     aug = p.augment
     values = {k: (v if on else 0.0) for k, v in CONDITIONS.items() if k != "mic"}
     mic = aug.mic.model_copy(update={"probability": CONDITIONS["mic"] if on else 0.0})
-    return p.model_copy(update={"augment": aug.model_copy(update={**values, "mic": mic})})
+    features = p.features.model_copy(update={"active_sources": ACTIVE_SOURCES if on else None})
+    return p.model_copy(
+        update={"augment": aug.model_copy(update={**values, "mic": mic}), "features": features}
+    )
 
 
 def time_reference(p, rirs, n_rooms: int) -> dict:
     q = p.model_copy(
         update={
             "augment": p.augment.model_copy(update={"splits": ()}),
-            "features": p.features.model_copy(update={"snr_db": None}),
+            "features": p.features.model_copy(update={"snr_db": None, "active_sources": None}),
         }
     )
     t0 = time.perf_counter()

@@ -8,10 +8,11 @@ import pytest
 from scipy import signal
 from tests_support import tiny_raw_params
 
+from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
 from dualmic.data.augment import draw_condition, render
 from dualmic.data.features import FeatureConfig
-from dualmic.data.mixtures import feature_batches, single_talker_labels
+from dualmic.data.mixtures import active_labels, feature_batches
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
 
 FS = 16000
@@ -71,37 +72,65 @@ def _aug_params(**aug):
     return parse_params(raw)
 
 
+ACTIVE = (0.1, 0.3, 0.6)  # probability of 0, 1, 2 talkers
+
+
 def test_conditions_follow_their_probabilities():
-    p = _aug_params(single_talker=0.3, point_noise=0.5, diffuse=0.6, sensor=0.5, mic={"probability": 0.5})
-    conds = [draw_condition(np.random.default_rng([1, i]), p.augment, 2, (-5.0, 5.0)) for i in range(2000)]
-    single = np.mean([len(c.talkers) == 1 for c in conds])
-    assert abs(single - 0.3) < 0.04
-    assert abs(np.mean([c.diffuse_kind is not None for c in conds]) - 0.6) < 0.04
+    p = _aug_params(point_noise=0.5, diffuse=0.6, sensor=0.5, mic={"probability": 0.5})
+    conds = [
+        draw_condition(np.random.default_rng([1, i]), p.augment, 2, (-5.0, 5.0), ACTIVE) for i in range(2000)
+    ]
+    for k, prob in enumerate(ACTIVE):
+        assert abs(np.mean([len(c.talkers) == k for c in conds]) - prob) < 0.04
+    assert {c.talkers for c in conds if len(c.talkers) == 1} == {(0,), (1,)}
+    talking = [c for c in conds if c.talkers]
+    assert abs(np.mean([c.diffuse_kind is not None for c in talking]) - 0.6) < 0.04
+    assert all(c.diffuse_kind is not None for c in conds if not c.talkers)  # never silence
     assert all(c.point_noise_snr_db is None for c in conds if len(c.talkers) == 2)
+    assert abs(np.mean([c.point_noise_snr_db is not None for c in conds if len(c.talkers) < 2]) - 0.5) < 0.06
     mismatch = [c for c in conds if any(c.mic_gain_db)]
     assert abs(len(mismatch) / 2000 - 0.5) < 0.04
     assert all(abs(g) <= 3.0 for c in mismatch for g in c.mic_gain_db)
-    again = draw_condition(np.random.default_rng([1, 5]), p.augment, 2, (-5.0, 5.0))
+    again = draw_condition(np.random.default_rng([1, 5]), p.augment, 2, (-5.0, 5.0), ACTIVE)
     assert again == conds[5]
 
 
 def test_single_talker_render_holds_only_that_talker():
     rng = np.random.default_rng(5)
     images = rng.standard_normal((2, 2, 3000))
-    p = _aug_params(single_talker=1.0)
-    cond = draw_condition(np.random.default_rng(0), p.augment, 2, (-5.0, 5.0))
+    p = _aug_params()
+    cond = draw_condition(np.random.default_rng(0), p.augment, 2, (-5.0, 5.0), (0.0, 1.0, 0.0))
     out = render(images, np.zeros((2, 2, 8)), cond, rng, CFG)
     k = cond.talkers[0]
     expected = images[k] / np.sqrt(np.mean(images[k] ** 2))
     np.testing.assert_allclose(out, expected, atol=1e-9)
 
 
-def test_single_talker_labels_put_its_angle_in_both_slots(tiny_params):
+def test_silent_slots_are_no_source_for_a_counting_model(tiny_params):
+    angles = np.array([[30.0, 120.0], [100.0, 10.0], [50.0, 60.0], [70.0, 80.0]])
+    active = np.array([[True, True], [False, True], [True, False], [False, False]])
+    got, classes = active_labels(angles, active, tiny_params)
+    np.testing.assert_array_equal(got, [[30, 120], [10, np.nan], [50, np.nan], [np.nan, np.nan]])
+    np.testing.assert_array_equal(classes, [[6, 24], [2, 36], [10, 36], [36, 36]])
+
+
+def test_one_talker_fills_both_slots_without_counting():
+    raw = tiny_raw_params()
+    raw["labels"]["counting"] = False
+    raw["features"]["active_sources"] = [0.0, 0.3, 0.7]
+    p = parse_params(raw)
     angles = np.array([[30.0, 120.0], [100.0, 10.0], [50.0, 60.0]])
     active = np.array([[True, True], [False, True], [True, False]])
-    got, classes = single_talker_labels(angles, active, tiny_params)
+    got, classes = active_labels(angles, active, p)
     np.testing.assert_array_equal(got, [[30, 120], [10, 10], [50, 50]])
     np.testing.assert_array_equal(classes, [[6, 24], [2, 2], [10, 10]])
+
+
+def test_rooms_without_talkers_need_counting():
+    raw = tiny_raw_params()
+    raw["labels"]["counting"] = False
+    with pytest.raises(DualmicError, match="labels.counting"):
+        parse_params(raw)
 
 
 def _rirs(n_rooms: int) -> np.ndarray:
@@ -113,8 +142,8 @@ def _rirs(n_rooms: int) -> np.ndarray:
 
 def test_augmented_batches_are_deterministic_and_batch_size_free():
     raw = tiny_raw_params()
-    raw["augment"] = {"splits": ["train"], "single_talker": 0.5, "point_noise": 1.0, "diffuse": 1.0,
-                      "sensor": 1.0, "mic": {"probability": 1.0}}  # fmt: skip
+    raw["augment"] = {"splits": ["train"], "point_noise": 1.0, "diffuse": 1.0, "sensor": 1.0,
+                      "mic": {"probability": 1.0}}  # fmt: skip
     rirs = _rirs(5)
     a = list(feature_batches(parse_params(raw), "train", rirs))
     raw["features"]["batch_size"] = 2
@@ -123,7 +152,7 @@ def test_augmented_batches_are_deterministic_and_batch_size_free():
         np.concatenate([x.mixture for x in a]), np.concatenate([x.mixture for x in b])
     )
     active = np.concatenate([x.active for x in a])
-    assert (~active).any() and active.any(axis=1).all()
+    assert (~active).any() and active.any()
 
 
 def test_splits_not_augmented_are_mixed_as_before():

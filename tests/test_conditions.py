@@ -153,7 +153,8 @@ def test_every_mixture_is_speech_plus_noise_at_unit_rms_with_its_features(params
     for name, r in rendered.items():
         n = params.conditions.n_rooms
         assert r.mixture.shape == r.speech.shape == r.noise.shape == (n, 2, params.n_samples), name
-        assert r.angles.shape == (n, 2) and np.all(np.diff(r.angles, axis=1) >= 0), name
+        assert r.angles.shape == (n, 2) and np.all(np.isfinite(r.angles[:, 0])), name
+        assert np.all(np.diff(r.angles, axis=1)[np.isfinite(r.angles[:, 1])] >= 0), name
         np.testing.assert_allclose(np.sqrt(np.mean(r.mixture**2, axis=(1, 2))), 1.0, rtol=1e-4, err_msg=name)
         np.testing.assert_allclose(r.speech + r.noise, r.mixture, atol=1e-5, err_msg=name)
         feats = features_from_audio(torch.from_numpy(r.mixture), cfg).numpy().astype(np.float16)
@@ -206,11 +207,13 @@ def test_point_noise_is_a_third_source_the_labels_leave_out(params, rendered):
     np.testing.assert_allclose(r.angles, expected)
 
 
-def test_single_talker_labels_carry_its_angle_in_both_slots(params, rendered):
+def test_single_talker_labels_carry_its_angle_and_no_second_source(params, rendered):
     r = rendered["single_talker"]
     assert r.rooms.n_sources == 1
-    np.testing.assert_array_equal(r.angles[:, 0], r.angles[:, 1])
+    assert np.isnan(r.angles[:, 1]).all()
     np.testing.assert_allclose(r.angles[:, 0], r.rooms.angles(params.labels.angle)[:, 0])
+    for name, other in rendered.items():  # every other condition has two talkers
+        assert name == "single_talker" or np.isfinite(other.angles).all(), name
 
 
 def test_close_talkers_are_less_than_15_degrees_apart(params, rendered):
@@ -306,10 +309,12 @@ def test_stage_writes_flat_scores_per_condition_and_method_and_a_plot_table(stag
     assert written == stage_scores and written["label"] == "lateral"
     for name in CONDITION_NAMES:
         assert written[f"{name}.n_rooms"] == 2
-        for method in ("model", "srp_phat", "constant"):
+        for method in ("model_known_count", "srp_phat", "constant"):  # told the count: always scored
             assert 0 <= written[f"{name}.{method}.mae_deg"] <= 180
             assert 0 <= written[f"{name}.{method}.acc_10deg"] <= 1
-    assert len(written) == 1 + len(CONDITION_NAMES) * 7
+        assert 0 <= written[f"{name}.model.count_acc"] <= 1  # the model finds the count itself
+        assert f"{name}.model.mae_deg" in written  # None when no room was counted right
+    assert len(written) == 1 + len(CONDITION_NAMES) * 10
     table = pd.read_csv(stage_inputs / "a" / "plots" / stage.PLOT_FILE)
     assert list(table.columns) == ["condition", "model", "srp_phat", "constant"]
     assert list(table["condition"]) == list(CONDITION_NAMES)

@@ -303,7 +303,7 @@ def test_split_labels_azimuth(raw):
 
 def test_split_labels_source_count_must_match(raw):
     with pytest.raises(DualmicError) as err:
-        split_labels(_params(raw, simulate__n_sources=3), _rooms(ROOMS))
+        split_labels(_params(raw, simulate__n_sources=3, features__active_sources=None), _rooms(ROOMS))
     message = str(err.value)
     assert "2 sources" in message and "simulate.n_sources is 3" in message and "\n" not in message
 

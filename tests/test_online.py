@@ -26,10 +26,13 @@ FS = 16000
 LAGS = (6, -4)  # mic-1 delay (samples) of source 0 and source 1 in the delay-only "rooms"
 
 
-def _params(**augment):
+def _params(active=(0.0, 0.0, 1.0), **augment):
+    """Tiny params: ``active`` = features.active_sources (probability of 0, 1, 2 talkers), and
+    no condition but those ``augment`` asks for."""
     raw = tiny_raw_params()
     raw["online"] = {"talkers": ["synthetic"], "synthetic_talkers": 8, "clip_s": 3.0, "noise_s": 3.0}
-    none = {"single_talker": 0.0, "point_noise": 0.0, "noise_source": 0.0, "diffuse": 0.0, "sensor": 0.0}
+    raw["features"]["active_sources"] = list(active)
+    none = {"point_noise": 0.0, "noise_source": 0.0, "diffuse": 0.0, "sensor": 0.0}
     raw["augment"].update(none, mic={"probability": 0.0})  # nothing but what the test asks for
     raw["augment"].update(augment)
     return parse_params(raw)
@@ -62,11 +65,12 @@ def _lag(x: np.ndarray, max_lag: int = 12) -> int:
 
 
 def test_an_example_depends_on_seed_epoch_and_room_only():
-    p = _params(single_talker=0.5, point_noise=0.5, diffuse=0.5, sensor=0.5, mic={"probability": 0.5})
+    p = _params((0.1, 0.4, 0.5), point_noise=0.5, diffuse=0.5, sensor=0.5, mic={"probability": 0.5})
     mixer = _mixer(p)
     x1, y1 = mixer.batch([0, 3, 5])
     x2, y2 = mixer.batch([5, 0])
-    assert torch.equal(x1[2], x2[0]) and torch.equal(x1[0], x2[1]) and torch.equal(y1[2], y2[0])
+    assert torch.equal(x1[2], x2[0]) and torch.equal(x1[0], x2[1])
+    np.testing.assert_array_equal(y1[2].numpy(), y2[0].numpy())  # NaN (no source) equals NaN
     again = _mixer(p).batch([0, 3, 5])
     assert torch.equal(again[0], x1), "the same params give bit-identical batches"
     mixer.epoch = 1
@@ -76,19 +80,28 @@ def test_an_example_depends_on_seed_epoch_and_room_only():
 
 
 def test_each_talker_reaches_the_mics_through_its_own_rirs():
-    p = _params(single_talker=1.0)
+    p = _params((0.0, 1.0, 0.0))
     mixer = _mixer(p, n_rooms=12)
     mixture, draws = mixer.mixtures(np.arange(12))
     labels = mixer.labels(np.arange(12), draws).numpy()
     for x, d, y in zip(mixture.numpy(), draws, labels, strict=True):
         (talker,) = d.talkers
         assert _lag(x) == LAGS[talker]
-        # one talker: both sorted slots carry its angle (30 or 120 degrees -> class 6 or 24)
-        assert y[0] == y[1] == (6 if talker == 0 else 24)
+        # one talker: slot 1 carries its angle, slot 2 holds no source
+        assert y[0] == (30.0 if talker == 0 else 120.0) and np.isnan(y[1])
+
+
+def test_rooms_without_talkers_hold_noise_and_no_source():
+    p = _params((1.0, 0.0, 0.0), diffuse=0.0)
+    mixer = _mixer(p, n_rooms=6)
+    mixture, draws = mixer.mixtures(np.arange(6))
+    assert all(d.talkers == () and d.diffuse is not None for d in draws)
+    assert torch.allclose(mixture.pow(2).mean(dim=(1, 2)), torch.ones(6), atol=1e-3)  # noise, not silence
+    assert np.isnan(mixer.labels(np.arange(6), draws).numpy()).all()
 
 
 def test_a_point_noise_sits_at_the_silent_talkers_position():
-    p = _params(single_talker=1.0, point_noise=1.0, point_noise_snr_db=[-40.0, -40.0])
+    p = _params((0.0, 1.0, 0.0), point_noise=1.0, point_noise_snr_db=[-40.0, -40.0])
     mixture, draws = _mixer(p, n_rooms=8).mixtures(np.arange(8))
     for x, d in zip(mixture.numpy(), draws, strict=True):
         (talker,) = d.talkers
@@ -110,7 +123,7 @@ def test_a_noise_source_reaches_the_mics_through_its_own_position_rirs():
 
 
 def test_two_talkers_levels_follow_the_drawn_gains():
-    p = _params(single_talker=0.0)
+    p = _params()
     p = p.model_copy(update={"features": p.features.model_copy(update={"sir_db": (-30.0, -30.0)})})
     mixture, _ = _mixer(p).mixtures(np.arange(4))
     for x in mixture.numpy():  # source 1 is 30 dB below source 0
@@ -165,7 +178,7 @@ def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
     raw["simulate"]["splits"]["train"]["n_rooms"] = 8
     raw["train"].update(mixing="online", epochs=2)
     raw["online"] = {"talkers": ["synthetic"], "synthetic_talkers": 6, "clip_s": 2.0, "noise_s": 2.0}
-    raw["augment"].update(single_talker=0.3, diffuse=0.5, noise_source=0.5, mic={"probability": 0.5})
+    raw["augment"].update(diffuse=0.5, noise_source=0.5, mic={"probability": 0.5})
     raw["simulate"]["noise_sources"] = 1
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     roots = []

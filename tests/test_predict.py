@@ -99,11 +99,11 @@ def check_json(stdout: str) -> list[float]:
     lines = stdout.strip().splitlines()
     assert len(lines) == 1, stdout
     out = json.loads(lines[0])
-    assert set(out) == {"angles_deg", "confidence", "label"} and out["label"] == "lateral"
-    angles = out["angles_deg"]
-    assert len(out["confidence"]) == 2 and all(0.0 < c <= 1.0 for c in out["confidence"])
-    assert len(angles) == 2 and angles == sorted(angles)
-    assert all(0.0 <= a <= 180.0 for a in angles)
+    assert set(out) == {"n_sources", "angles_deg", "confidence", "label"} and out["label"] == "lateral"
+    angles, k = out["angles_deg"], out["n_sources"]
+    assert k in (0, 1, 2) and len(out["confidence"]) == k == len(angles)
+    assert all(0.0 < c <= 1.0 for c in out["confidence"])
+    assert angles == sorted(angles) and all(0.0 <= a <= 180.0 for a in angles)
     return angles
 
 
@@ -148,11 +148,15 @@ def test_cli_text_output_matches_json(workdir):
         invoke(str(workdir / "speech.wav"), "--model", model),
     )
     assert as_json.exit_code == 0 and text.exit_code == 0, (as_json.output, text.output)
-    a, b = check_json(as_json.stdout)
-    ca, cb = json.loads(as_json.stdout)["confidence"]
+    angles = check_json(as_json.stdout)
+    confidence = json.loads(as_json.stdout)["confidence"]
+    if not angles:
+        assert text.stdout.strip() == "no source"
+        return
+    count = "1 source" if len(angles) == 1 else f"{len(angles)} sources"
+    shown = ", ".join(f"{a:g} deg (confidence {c:.2f})" for a, c in zip(angles, confidence, strict=True))
     assert text.stdout.strip() == (
-        f"source 1: {a:g} deg (confidence {ca:.2f}), source 2: {b:g} deg (confidence {cb:.2f}) "
-        "(lateral: angle to the mic axis, mic 0 -> mic 1 along +x)"
+        f"{count}: {shown} (lateral: angle to the mic axis, mic 0 -> mic 1 along +x)"
     )
 
 
@@ -226,8 +230,8 @@ def test_resampled_recording_scores_the_same(workdir):
     clear = top2[:, 1] - top2[:, 0] > 0.04
     assert clear.any()
     np.testing.assert_array_equal(lp48.argmax(-1)[clear], lp.argmax(-1)[clear])
-    if clear.all():
-        assert predict_angles(back, model, meta) == predict_angles(audio, model, meta)
+    if clear.all():  # the same count, and angles read between classes within a tenth of a degree
+        assert predict_angles(back, model, meta) == pytest.approx(predict_angles(audio, model, meta), abs=0.1)
 
 
 def test_long_recordings_are_pooled_windows(workdir):

@@ -36,12 +36,14 @@ _LABEL_HELP = {
 }
 
 _PREDICT_HELP = (
-    "Localise the two sources of a two-channel recording; print their angles in degrees.\n\n"
+    "Count the talkers of a two-channel recording (0, 1 or 2 with a counting model) and print "
+    "their angles in degrees.\n\n"
     "Channel order matters: channel 0 is mic 0 at -x, channel 1 is mic 1 at +x (x runs from "
     "mic 0 to mic 1). A lateral angle is the angle to the mic axis: 0 deg on the mic-1 side, "
     "90 deg broadside, 180 deg on the mic-0 side; front/back and elevation are not observable "
     "with two mics. Swapped channels mirror every angle (a -> 180 - a).\n\n"
-    "Angles are sorted ascending and are class centres (5 deg classes by default). Any sample "
+    "Angles are sorted ascending, read between the 5 deg classes (--decode peak) or "
+    "their centres (argmax), each with a confidence 0..1. Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -56,14 +58,22 @@ def predict(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='print one JSON line: {"angles_deg": \\[a, b], "confidence": \\[ca, cb], "label": "lateral"}',
+        help=(
+            'print one JSON line: {"n_sources": k, "angles_deg": \\[..k], "confidence": \\[..k], '
+            '"label": "lateral"}'
+        ),
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
+    decode: str = typer.Option(
+        "peak", "--decode", help="peak (angles between the classes) | argmax (class centres)"
+    ),
 ) -> None:
     """Localise the sources of a two-channel recording (help: _PREDICT_HELP)."""
     with user_errors():
         if device not in ("auto", "cpu", "cuda"):
             raise DualmicError(f"--device {device!r}: expected auto, cpu or cuda")
+        if decode not in ("peak", "argmax"):
+            raise DualmicError(f"--decode {decode!r}: expected peak or argmax")
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
         from dualmic.predict import load_predict_model, model_features, predict_sources, read_recording
@@ -71,16 +81,21 @@ def predict(
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         audio = read_recording(recording, model_features(meta).sample_rate)
-        sources = predict_sources(audio, net, meta, dev)
+        sources = predict_sources(audio, net, meta, dev, decode)
         angles, confidence = [a for a, _ in sources], [c for _, c in sources]
         label = str(meta["label"])
         if as_json:
-            typer.echo(json.dumps({"angles_deg": angles, "confidence": confidence, "label": label}))
-        else:
-            shown = ", ".join(
-                f"source {k + 1}: {a:g} deg (confidence {c:.2f})" for k, (a, c) in enumerate(sources)
+            typer.echo(
+                json.dumps(
+                    {"n_sources": len(angles), "angles_deg": angles, "confidence": confidence, "label": label}
+                )
             )
-            typer.echo(f"{shown} ({_LABEL_HELP.get(label, label)})")
+        elif not sources:
+            typer.echo("no source")
+        else:
+            count = "1 source" if len(sources) == 1 else f"{len(sources)} sources"
+            shown = ", ".join(f"{a:g} deg (confidence {c:.2f})" for a, c in sources)
+            typer.echo(f"{count}: {shown} ({_LABEL_HELP.get(label, label)})")
 
 
 @app.command("sofa-info")

@@ -1,4 +1,4 @@
-"""Localise the two sources of a real two-channel recording with a trained model.
+"""Count and localise the talkers of a real two-channel recording with a trained model.
 
 Channel order is the array frame's: channel 0 is mic 0 (at -x), channel 1 is mic 1 (at +x), so
 x runs from mic 0 to mic 1 and a lateral angle of 0 deg is on the mic-1 side of the axis. Swapping
@@ -20,9 +20,9 @@ import torch
 import torchaudio.functional as AF
 
 from dualmic.core.errors import DualmicError, one_line
-from dualmic.core.labels import class_centre_deg
+from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.inference import decode_angles, pooled_log_probs, window_starts
+from dualmic.learn.inference import pooled_log_probs, slot_peak_deg, slot_presence, window_starts
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model
 
@@ -117,7 +117,7 @@ def recording_log_probs(
     device: str | torch.device = "cpu",
     batch_size: int = 32,
 ) -> np.ndarray:
-    """Pooled log-probabilities of one recording (2, n) at the model's rate: (n_slots, n_classes).
+    """Pooled log-probabilities of one recording (2, n) at the model's rate: (n_slots, n_outputs).
 
     The audio is scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]``
     apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
@@ -135,7 +135,7 @@ def recording_log_probs(
     if n_frames <= window:  # one (zero-padded) window
         return pooled_log_probs(model, features, hop_frames, batch_size, device)[0]
     starts = window_starts(n_frames, window, hop_frames)
-    total = np.zeros((model.cfg.n_slots, model.cfg.n_classes), dtype=np.float64)
+    total = np.zeros((model.cfg.n_slots, model.cfg.n_outputs), dtype=np.float64)
     for lo in range(0, len(starts), batch_size):
         windows = torch.stack([features[0, ..., s : s + window] for s in starts[lo : lo + batch_size]])
         total += pooled_log_probs(model, windows, hop_frames, batch_size, device).sum(0)
@@ -145,34 +145,44 @@ def recording_log_probs(
 def predict_angles(
     audio: np.ndarray, model: SSLModel, meta: dict, device: str | torch.device = "cpu"
 ) -> list[float]:
-    """Angles (degrees, sorted ascending) of the sources in a recording (2, n) at the model's rate.
+    """Angles (degrees, sorted ascending) of the sources found in a recording (2, n) at the
+    model's rate: as many as the model counts (a model without counting: one per slot).
 
     The angle kind is ``meta["label"]`` (``lateral``: angle to the mic axis, 0 deg on the mic-1
-    side); each angle is the centre of its predicted ``meta["class_width_deg"]`` class.
+    side); each angle is decoded as the model was trained to be (``labels.decode``).
     """
-    logp = recording_log_probs(audio, model, meta, device)
-    return [float(a) for a in decode_angles(logp[None], float(meta["class_width_deg"]))[0]]
+    return [a for a, _ in predict_sources(audio, model, meta, device)]
 
 
-def slot_confidence(log_probs: np.ndarray) -> np.ndarray:
-    """Confidence of each slot's answer, 0..1: the pooled probability of its best class and the
-    two classes beside it (log_probs (n_slots, n_classes) → (n_slots,))."""
+def slot_confidence(log_probs: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """Confidence of each slot's angle, 0..1: the pooled probability of its best angle class and
+    the two classes beside it (log_probs (n_slots, n_outputs) → (n_slots,)). A counting model's
+    "no source" class (index ``n_classes``) takes its share of the probability, so an uncertain
+    source scores low."""
     logp = np.asarray(log_probs, dtype=np.float64)
     prob = np.exp(logp - logp.max(axis=-1, keepdims=True))
     prob /= prob.sum(axis=-1, keepdims=True)
-    best = prob.argmax(axis=-1)
+    k = prob.shape[-1] if n_classes is None else n_classes
+    best = prob[:, :k].argmax(axis=-1)
     out = np.empty(len(prob))
     for s, b in enumerate(best):
-        out[s] = prob[s, max(b - 1, 0) : b + 2].sum()
+        out[s] = prob[s, max(b - 1, 0) : min(b + 2, k)].sum()
     return out
 
 
 def predict_sources(
-    audio: np.ndarray, model: SSLModel, meta: dict, device: str | torch.device = "cpu"
+    audio: np.ndarray, model: SSLModel, meta: dict, device: str | torch.device = "cpu", decode: str = "peak"
 ) -> list[tuple[float, float]]:
-    """(angle in degrees, confidence 0..1) of every source, sorted by angle (see
-    :func:`predict_angles` and :func:`slot_confidence`)."""
+    """(angle in degrees, confidence 0..1) of every source found, sorted by angle (see
+    :func:`predict_angles` and :func:`slot_confidence`); an empty list when a counting model
+    hears no talker. ``decode``: ``peak`` reads angles between the classes, ``argmax`` gives
+    class centres (as ``labels.decode``)."""
     logp = recording_log_probs(audio, model, meta, device)
-    centres = class_centre_deg(logp.argmax(-1), float(meta["class_width_deg"]))
-    pairs = sorted(zip(centres.tolist(), slot_confidence(logp).tolist(), strict=True))
-    return [(float(a), round(float(c), 4)) for a, c in pairs]
+    coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)
+    angles = slot_peak_deg(logp, coding)
+    present = np.ones(len(logp), dtype=bool)
+    if coding.counting:  # a slot holds a source when "no source" has less than half its probability
+        present = slot_presence(logp, coding) > 0.5
+    confidence = slot_confidence(logp, coding.n_classes)
+    pairs = sorted(zip(angles[present].tolist(), confidence[present].tolist(), strict=True))
+    return [(round(float(a), 2), round(float(c), 4)) for a, c in pairs]

@@ -8,9 +8,16 @@ Both angles live in the array frame, whose x axis runs from mic 0 to mic 1:
 * ``azimuth_deg`` = |atan2(y, x)| in [0, 180]: the published recipe's label, the horizontal-plane
   azimuth with front/back folded. It equals the lateral angle only for sources at the array's
   height; above or below it, the two differ and the azimuth is not recoverable from two mics.
+
+A room's label is one angle per source slot, sorted ascending. When fewer talkers than slots are
+active, the slots after the talkers hold NaN ("no source", class ``n_classes`` for a counting
+model, ``labels.counting``); a model without that class instead repeats the talkers' angles in
+every slot (one talker: both slots carry its angle).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -30,11 +37,62 @@ def azimuth_deg(direction: np.ndarray) -> np.ndarray:
 
 
 def angle_to_class(angle_deg: np.ndarray, class_width_deg: float, n_classes: int) -> np.ndarray:
-    """Class index floor(angle / width), clipped to 0..n_classes-1 (so 180° is the last class)."""
-    cls = np.floor(np.asarray(angle_deg, dtype=np.float64) / class_width_deg).astype(np.int64)
-    return np.clip(cls, 0, n_classes - 1)
+    """Class index floor(angle / width), clipped to 0..n_classes-1 (so 180° is the last class);
+    a NaN angle (no source in the slot) is class ``n_classes``, the "no source" class."""
+    angle = np.asarray(angle_deg, dtype=np.float64)
+    empty = np.isnan(angle)
+    cls = np.floor(np.where(empty, 0.0, angle) / class_width_deg).astype(np.int64)
+    return np.where(empty, n_classes, np.clip(cls, 0, n_classes - 1))
+
+
+def slot_angles(angles_deg: np.ndarray, active: np.ndarray, counting: bool) -> np.ndarray:
+    """Sorted slot labels (n, S) from per-source angles (n, S) and which sources talk (n, S).
+
+    ``counting``: the active angles ascending, then NaN per silent slot. Otherwise every slot
+    carries an active talker's angle (one talker: all slots); a room without talkers is refused.
+    """
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    active = np.asarray(active, dtype=bool)
+    out = np.full(angles.shape, np.nan)
+    for i in range(len(angles)):
+        talking = np.sort(angles[i, active[i]])
+        if counting:
+            out[i, : len(talking)] = talking
+        elif len(talking) == 0:
+            raise ValueError(f"room {i} has no active talker; its label needs labels.counting")
+        else:
+            out[i] = np.sort(np.resize(talking, angles.shape[1]))
+    return out
+
+
+def source_counts(angles_deg: np.ndarray) -> np.ndarray:
+    """Sources per room of slot labels (n, S) (NaN = no source): (n,) int64."""
+    return np.isfinite(np.asarray(angles_deg, dtype=np.float64)).sum(axis=-1).astype(np.int64)
 
 
 def class_centre_deg(cls: np.ndarray, class_width_deg: float) -> np.ndarray:
     """Centre angle of a class, e.g. class 3 of 5° → 17.5°."""
     return (np.asarray(cls, dtype=np.float64) + 0.5) * class_width_deg
+
+
+@dataclass(frozen=True)
+class LabelCoding:
+    """How slot labels become model targets and model outputs become angles (``labels.*``)."""
+
+    class_width_deg: float
+    n_classes: int
+    counting: bool = False  # class n_classes means "no source in this slot"
+    sigma_deg: float = 0.0  # Gaussian target over the classes around the true angle; 0 = one-hot
+    decode: str = "argmax"  # argmax: best class centre | peak: parabola through the best 3 classes
+
+    @classmethod
+    def from_params(cls, p) -> LabelCoding:
+        lab = p.labels
+        return cls(lab.class_width_deg, lab.n_classes, lab.counting, lab.sigma_deg, lab.decode)
+
+    @classmethod
+    def from_meta(cls, meta: dict, n_classes: int, decode: str = "peak") -> LabelCoding:
+        """The coding of a saved model (one from before counting does not count), read by
+        ``decode``: decoding is a choice at inference, not part of the trained model."""
+        counting = bool(meta.get("counting", False))
+        return cls(float(meta["class_width_deg"]), int(n_classes), counting, 0.0, decode)

@@ -102,6 +102,23 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _active_sources(self):
+        dist, n_src = self.features.active_sources, self.simulate.n_sources
+        if dist is None:
+            return self
+        if len(dist) != n_src + 1:
+            raise ValueError(
+                f"features.active_sources has {len(dist)} probabilities; give {n_src + 1}, of 0 .. "
+                f"{n_src} active talkers (simulate.n_sources {n_src})"
+            )
+        if dist[0] > 0 and not self.labels.counting:
+            raise ValueError(
+                f"features.active_sources gives rooms without a talker probability {dist[0]:g}; "
+                "their labels need labels.counting: true"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _splits_known(self):
         for name in self.augment.splits:
             if name not in self.simulate.splits:

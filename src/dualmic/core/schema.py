@@ -193,6 +193,9 @@ class LabelsParams(Section):
     angle: Literal["lateral", "azimuth"]
     class_width_deg: PosFloat
     n_classes: PosInt
+    counting: StrictBool = False  # an extra "no source" class per slot: the model counts talkers
+    sigma_deg: Annotated[float, Strict(), Field(ge=0, le=45)] = 0.0  # Gaussian target width; 0 = one-hot
+    decode: Literal["argmax", "peak"] = "argmax"  # class centre | peak of a parabola through 3 classes
 
     @model_validator(mode="after")
     def _cover(self):
@@ -212,6 +215,16 @@ class FeaturesParams(Section):
     seed: Seed
     batch_size: PosInt = 32
     keep_mix: tuple[str, ...] = ("eval",)
+    active_sources: tuple[Annotated[float, Field(ge=0, le=1)], ...] | None = None  # P(0, 1, .. talkers)
+
+    @field_validator("active_sources")
+    @classmethod
+    def _distribution(cls, v):
+        if v is not None and (len(v) < 2 or abs(sum(v) - 1.0) > 1e-6):
+            raise ValueError(
+                f"{list(v)}: give the probability of 0, 1, .. simulate.n_sources active talkers, summing to 1"
+            )
+        return v
 
     @field_validator("channels")
     @classmethod

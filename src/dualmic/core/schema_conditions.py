@@ -64,8 +64,7 @@ class AugmentParams(Section):
 
     splits: tuple[str, ...] = ()
     seed: Seed = 11
-    single_talker: Probability = 0.0
-    point_noise: Probability = 0.0  # of a noise point source in a single-talker mixture
+    point_noise: Probability = 0.0  # of a noise point source at a silent talker's position
     point_noise_snr_db: tuple[Float, Float] = (0.0, 20.0)
     noise_source: Probability = 0.0  # of a point noise at a room's noise position (online mixing)
     diffuse: Probability = 0.0

@@ -3,9 +3,10 @@
 For the splits in ``augment.splits`` each room's mixture is drawn, from
 ``default_rng([augment.seed, split seed, room])``, with:
 
-* one or two active talkers (``single_talker``): with one, both sorted label slots carry its
-  angle, and the silent source's position may hold a point source of noise instead
-  (``point_noise``), rendered through that position's RIR;
+* 0, 1 or 2 active talkers (``features.active_sources``): a silent source's slot is "no
+  source" for a counting model (one talker, no count: both slots carry its angle), and the
+  first silent source's position may hold a point source of noise instead (``point_noise``),
+  rendered through that position's RIR; a room without talkers always holds noise;
 * talker level differences from ``features.sir_db``;
 * a diffuse noise field (``diffuse``): white, pink, brown or babble (extra talkers), at an SNR
   drawn from ``diffuse_snr_db``;
@@ -44,13 +45,27 @@ class Condition:
     mic_allpass: tuple[float, float]
 
 
-def draw_condition(rng: np.random.Generator, aug, n_sources: int, sir_db: tuple[float, float]) -> Condition:
-    """One room's condition; ``aug`` is the ``augment`` params section."""
-    single = n_sources > 1 and rng.random() < aug.single_talker
-    talkers = (int(rng.integers(n_sources)),) if single else tuple(range(n_sources))
+def draw_talkers(rng: np.random.Generator, n_sources: int, active_sources) -> tuple[int, ...]:
+    """Which sources talk: a count from ``active_sources`` (probabilities of 0 .. n_sources;
+    None = all), then that many sources at random, ascending."""
+    if active_sources is None:
+        return tuple(range(n_sources))
+    count = int(rng.choice(len(active_sources), p=np.asarray(active_sources) / np.sum(active_sources)))
+    if count >= n_sources:
+        return tuple(range(n_sources))
+    return tuple(sorted(int(k) for k in rng.choice(n_sources, size=count, replace=False)))
+
+
+def draw_condition(
+    rng: np.random.Generator, aug, n_sources: int, sir_db: tuple[float, float], active_sources=None
+) -> Condition:
+    """One room's condition; ``aug`` is the ``augment`` params section, ``active_sources``
+    ``features.active_sources``."""
+    talkers = draw_talkers(rng, n_sources, active_sources)
+    silent = len(talkers) < n_sources
     gains = (0.0, *(float(rng.uniform(*sir_db)) for _ in range(n_sources - 1)))
-    point = float(rng.uniform(*aug.point_noise_snr_db)) if single and rng.random() < aug.point_noise else None
-    diffuse = rng.random() < aug.diffuse
+    point = float(rng.uniform(*aug.point_noise_snr_db)) if silent and rng.random() < aug.point_noise else None
+    diffuse = rng.random() < aug.diffuse or not talkers
     kind = str(rng.choice(NOISE_KINDS)) if diffuse else None
     diffuse_snr = float(rng.uniform(*aug.diffuse_snr_db)) if diffuse else None
     sensor = float(rng.uniform(*aug.sensor_snr_db)) if rng.random() < aug.sensor else None
@@ -80,7 +95,7 @@ def render(
     """
     images = images / (np.sqrt(np.mean(images**2, axis=(1, 2), keepdims=True)) + _EPS)
     gains = 10 ** (np.asarray(cond.gains_db) / 20)
-    mixture = sum(images[k] * gains[k] for k in cond.talkers)
+    mixture = sum((images[k] * gains[k] for k in cond.talkers), np.zeros_like(images[0]))
     n = mixture.shape[-1]
     if cond.point_noise_snr_db is not None:
         silent = next(k for k in range(len(images)) if k not in cond.talkers)

@@ -88,12 +88,14 @@ def mix_sources(
     sir_db: tuple[float, float],
     snr_db: tuple[float, float] | None,
     cfg: FeatureConfig,
+    active: np.ndarray | None = None,
 ) -> torch.Tensor:
     """Sum the source images at random levels, add diffuse noise, normalise: (B, M, n_samples).
 
     Each source image is scaled to unit power at the mics, source k > 0 then gets a level
     difference drawn uniformly from ``sir_db`` relative to source 0; with ``snr_db`` set, diffuse
-    noise is added at an SNR drawn from that range. Mixtures are scaled to unit RMS.
+    noise is added at an SNR drawn from that range. ``active`` (B, S) bool leaves the silent
+    sources out; a room with no talker holds diffuse noise alone. Mixtures are scaled to unit RMS.
     """
     images = images / (images.pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + _EPS)
     n_rooms, n_src, _, n_samples = images.shape
@@ -104,11 +106,16 @@ def mix_sources(
         if snr_db is not None:
             snr = rng.uniform(*snr_db)
             noise[b] = torch.from_numpy(diffuse_noise(rng, n_samples, cfg) * 10 ** (-snr / 20))
-    gains = torch.from_numpy(10 ** (gains_db / 20)).to(images)
-    mixture = (images * gains[:, :, None, None]).sum(1)
+    gains = 10 ** (gains_db / 20)
+    if active is not None:
+        gains = gains * np.asarray(active, dtype=bool)
+    mixture = (images * torch.from_numpy(gains).to(images)[:, :, None, None]).sum(1)
     if snr_db is not None:
         speech_rms = mixture.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
         mixture = mixture + noise.to(mixture) * speech_rms
+    if active is not None:
+        for b in np.flatnonzero(~np.asarray(active, dtype=bool).any(axis=1)):
+            mixture[b] = torch.from_numpy(diffuse_noise(rngs[b], n_samples, cfg)).to(mixture)
     return mixture / (mixture.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + _EPS)
 
 

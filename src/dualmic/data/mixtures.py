@@ -9,12 +9,14 @@ import numpy as np
 import torch
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import angle_to_class
+from dualmic.core.labels import angle_to_class, slot_angles
 from dualmic.core.params import Params
-from dualmic.data.augment import draw_condition, render
+from dualmic.data.augment import draw_condition, draw_talkers, render
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.sources import source_signals
 from dualmic.sim.rooms import Rooms
+
+_ACTIVE_STREAM = 0xAC7  # the talker count of rooms mixed without augment
 
 
 def split_labels(p: Params, rooms: Rooms) -> tuple[np.ndarray, np.ndarray]:
@@ -37,16 +39,25 @@ class FeatureBatch:
     active: np.ndarray  # (B, S) bool: the sources that talk (all, unless the split is augmented)
 
 
-def single_talker_labels(angles: np.ndarray, active: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray]:
-    """Labels of rooms where only some sources talk: every slot carries an active source's angle
-    (one talker: both sorted slots carry its angle). ``angles`` (n, S) in source order."""
-    angles = np.asarray(angles, dtype=np.float64).copy()
-    for i in np.flatnonzero(~active.all(axis=1)):
-        talking = angles[i, active[i]]
-        angles[i] = np.resize(talking, angles.shape[1])
-    angles = np.sort(angles, axis=1)
-    classes = angle_to_class(angles, p.labels.class_width_deg, p.labels.n_classes)
-    return angles.astype(np.float32), classes
+def active_labels(angles: np.ndarray, active: np.ndarray, p: Params) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of rooms where only some sources talk (:func:`dualmic.core.labels.slot_angles`):
+    (angles float32 (n, S) sorted, NaN = no source; classes int64, n_classes = no source).
+    ``angles`` (n, S) in source order."""
+    slots = slot_angles(angles, active, p.labels.counting)
+    classes = angle_to_class(slots, p.labels.class_width_deg, p.labels.n_classes)
+    return slots.astype(np.float32), classes
+
+
+def draw_active(p: Params, split_seed: int, start: int, count: int) -> np.ndarray:
+    """Which sources talk in rooms ``start ..`` of a split mixed without ``augment``: (count, S)
+    bool, the talker count drawn from ``features.active_sources`` on a stream of its own (so
+    levels and noise stay as they were)."""
+    n_src = p.simulate.n_sources
+    active = np.zeros((count, n_src), dtype=bool)
+    for b in range(count):
+        rng = np.random.default_rng([p.features.seed, split_seed, start + b, _ACTIVE_STREAM])
+        active[b, list(draw_talkers(rng, n_src, p.features.active_sources))] = True
+    return active
 
 
 def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[FeatureBatch]:
@@ -82,7 +93,9 @@ def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[Feature
                     np.random.default_rng([p.features.seed, split_seed, i])
                     for i in range(start, start + count)
                 ]
-                mixture = mix_sources(images, rngs, p.features.sir_db, p.features.snr_db, cfg)
+                if p.features.active_sources is not None:
+                    active = draw_active(p, split_seed, start, count)
+                mixture = mix_sources(images, rngs, p.features.sir_db, p.features.snr_db, cfg, active)
             else:
                 mixture = _augmented(
                     p, aug, split_seed, start, images.numpy(), rir_batch.numpy(), active, cfg
@@ -102,7 +115,7 @@ def _augmented(p: Params, aug, split_seed: int, start: int, images, rirs, active
     out = np.empty((count, 2, n), dtype=np.float32)
     for b in range(count):
         rng = np.random.default_rng([aug.seed, split_seed, start + b])
-        cond = draw_condition(rng, aug, n_src, p.features.sir_db)
+        cond = draw_condition(rng, aug, n_src, p.features.sir_db, p.features.active_sources)
         active[b] = np.isin(np.arange(n_src), cond.talkers)
         out[b] = render(images[b].astype(np.float64), rirs[b], cond, rng, cfg, babble[b])
     return torch.from_numpy(out)

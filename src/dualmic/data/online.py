@@ -3,9 +3,9 @@
 The features stage mixes each room once, so 3000 rooms are 3000 fixed mixtures. With
 ``train.mixing: online`` the train stage instead re-mixes the cached RIRs of the training rooms
 for every batch, in torch: new talker excerpts, levels, noise and microphone errors each epoch,
-under the same conditions the ``augment`` params describe (one or two talkers, a point noise
-source at the silent talker's position, diffuse white / pink / brown / babble noise, sensor noise,
-imperfect microphones).
+under the same conditions the ``augment`` params describe (0, 1 or 2 talkers as
+``features.active_sources`` draws them, a point noise source at a silent talker's position,
+diffuse white / pink / brown / babble noise, sensor noise, imperfect microphones).
 
 Speed comes from drawing only scalars per example and doing all signal work batched:
 
@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import angle_to_class
+from dualmic.core.labels import slot_angles
 from dualmic.data.augment import draw_condition
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.pool import NOISE_COLORS, Pool
@@ -101,7 +101,7 @@ class OnlineMixer:
         o, aug = self.p.online, self.p.augment
         rng = np.random.default_rng([o.seed, self.epoch, room])
         n_src = self.rirs.shape[1]
-        cond = draw_condition(rng, aug, n_src, self.p.features.sir_db)
+        cond = draw_condition(rng, aug, n_src, self.p.features.sir_db, self.p.features.active_sources)
         k_pool = len(self.pool.talkers)
         clips = tuple(int(c) for c in rng.choice(k_pool, size=n_src, replace=k_pool < n_src))
         offsets = tuple(self.pool.active_offset(rng, c, self.dry_len) for c in clips)
@@ -251,16 +251,17 @@ class OnlineMixer:
 
     # ---------------------------------------------------------------- training batches
     def labels(self, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:
-        """(B, S) sorted classes: every slot carries an active talker (one talker: both)."""
+        """(B, S) sorted slot angles (degrees, float32) of the active talkers: NaN per silent slot
+        for a counting model, else every slot carries an active talker (one talker: both)."""
         angles = self.angles[np.asarray(rooms)]
-        out = np.empty_like(angles)
+        active = np.zeros(angles.shape, dtype=bool)
         for i, d in enumerate(draws):
-            out[i] = np.sort(np.resize(angles[i, list(d.talkers)], angles.shape[1]))
-        classes = angle_to_class(out, self.p.labels.class_width_deg, self.p.labels.n_classes)
-        return torch.from_numpy(np.asarray(classes, dtype=np.int64))
+            active[i, list(d.talkers)] = True
+        out = slot_angles(angles, active, self.p.labels.counting)
+        return torch.from_numpy(out.astype(np.float32))
 
     def batch(self, rooms) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features (B, C, F, T) float32, classes (B, S)) of ``rooms`` in the current epoch."""
+        """(features (B, C, F, T) float32, slot angles (B, S)) of ``rooms`` in the current epoch."""
         rooms = np.asarray([int(r) for r in rooms], dtype=np.int64)
         with torch.no_grad():
             mixture, draws = self.mixtures(rooms)
@@ -269,6 +270,9 @@ class OnlineMixer:
 
 
 def _add_at_snr(mixture: torch.Tensor, noise: torch.Tensor, snr_db: float) -> torch.Tensor:
+    """As :func:`dualmic.data.perturb.add_at_snr`: a silent mixture gets the noise at unit power."""
     p_sig = mixture.pow(2).mean()
     p_noise = noise.pow(2).mean() + 1e-12
+    if p_sig == 0:
+        return mixture + noise / torch.sqrt(p_noise)
     return mixture + noise * torch.sqrt(p_sig / p_noise * 10 ** (-snr_db / 10))

@@ -77,7 +77,10 @@ def mic_mismatch(audio: np.ndarray, gain_db: np.ndarray, tilt: np.ndarray, allpa
 
 
 def add_at_snr(mixture: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``mixture + noise`` scaled so that mixture power / noise power = ``snr_db`` (both (2, n))."""
+    """``mixture + noise`` scaled so that mixture power / noise power = ``snr_db`` (both (2, n));
+    a silent mixture (no talker) gets the noise at unit power."""
     p_sig = np.mean(mixture**2)
     p_noise = np.mean(noise**2) + _EPS
+    if p_sig == 0:
+        return mixture + noise / np.sqrt(p_noise)
     return mixture + noise * np.sqrt(p_sig / p_noise * 10 ** (-snr_db / 10))

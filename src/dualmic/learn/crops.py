@@ -20,14 +20,15 @@ def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray,
 
 
 class CropDataset(Dataset):
-    """Random windows of ``window`` frames from memory-mapped features (n, C, F, T).
+    """Random windows of ``window`` frames from memory-mapped features (n, C, F, T), with their
+    rooms' slot angles (NaN = no source) as labels.
 
     The crop of example ``i`` in epoch ``e`` comes from ``default_rng([seed, e, i])``, so it does
     not depend on batch order, process count or restarts.
     """
 
-    def __init__(self, features: np.ndarray, labels: np.ndarray, indices: np.ndarray, window: int, seed: int):
-        self.features, self.labels, self.indices = features, labels, indices
+    def __init__(self, features: np.ndarray, angles: np.ndarray, indices: np.ndarray, window: int, seed: int):
+        self.features, self.angles, self.indices = features, angles, indices
         self.window, self.seed, self.epoch = window, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -47,7 +48,7 @@ class CropDataset(Dataset):
         x = torch.from_numpy(np.asarray(self.features[i, ..., start : start + self.window], dtype=np.float32))
         if x.shape[-1] < self.window:
             x = torch.nn.functional.pad(x, (0, self.window - x.shape[-1]))
-        return x, torch.from_numpy(np.asarray(self.labels[i], dtype=np.int64))
+        return x, torch.from_numpy(np.asarray(self.angles[i], dtype=np.float32))
 
 
 class RoomIndices(Dataset):

@@ -2,7 +2,8 @@
 Conformer → two CLS tokens → 36 angle classes per source slot.
 
 Input (B, C, F, T) with C = 2 (cos/sin IPD) or 4 (+ log-magnitudes), F = 256 bins; output
-logits (B, 2, n_classes), slot 0 for the smaller of the two sorted angles.
+logits (B, 2, n_classes), slot 0 for the smaller of the two sorted angles. A counting model
+(``none_class``) has one more output per slot, class ``n_classes``: "no source in this slot".
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class ModelConfig:
     conv_expansion_factor: int = 2
     conv_kernel_size: int = 31
     dropout: float = 0.1
+    none_class: bool = False
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs per slot: the angle classes, plus "no source" for a counting model."""
+        return self.n_classes + int(self.none_class)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -83,10 +90,10 @@ class SSLModel(nn.Module):
             conv_dropout=cfg.dropout,
         )
         self.norm = nn.LayerNorm(cfg.dim)
-        self.head = nn.Linear(cfg.dim, cfg.n_classes)
+        self.head = nn.Linear(cfg.dim, cfg.n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, C, F, T) features → (B, n_slots, n_classes) logits."""
+        """(B, C, F, T) features → (B, n_slots, n_outputs) logits."""
         z = self.patch_embed(self.inter_conv(x))  # (B, dim, F', T')
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos

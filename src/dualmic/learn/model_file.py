@@ -35,6 +35,7 @@ def model_config(p: Params) -> ModelConfig:
         conv_expansion_factor=m.conv_expansion_factor,
         conv_kernel_size=m.conv_kernel_size,
         dropout=m.dropout,
+        none_class=p.labels.counting,
     )
 
 
@@ -50,6 +51,7 @@ def model_meta(p: Params) -> dict:
         "mic_distance_m": p.simulate.mic_distance_m,
         "speed_of_sound": p.simulate.speed_of_sound,
         "hop_s": p.evaluate.hop_s,
+        "counting": p.labels.counting,
     }
 
 
@@ -134,6 +136,11 @@ def check_model(path: str | Path, model: SSLModel, meta: dict, p: Params) -> Non
         raise DualmicError(
             f"{path} predicts {cfg.n_classes} classes but params.yaml has labels.n_classes "
             f"{p.labels.n_classes}; re-run train (dvc repro)"
+        )
+    if cfg.none_class != p.labels.counting:
+        raise DualmicError(
+            f"{path} {'counts' if cfg.none_class else 'does not count'} talkers but params.yaml has "
+            f"labels.counting {str(p.labels.counting).lower()}; re-run train (dvc repro)"
         )
     if cfg.n_slots != p.simulate.n_sources:
         raise DualmicError(

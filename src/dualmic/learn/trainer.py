@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dualmic.core.errors import DualmicError
+from dualmic.core.labels import LabelCoding
 from dualmic.core.params import TrainParams
 from dualmic.core.progress import progress_bar
 from dualmic.learn.checkpoint import load_checkpoint, save_checkpoint
@@ -24,17 +25,17 @@ from dualmic.learn.crops import CropDataset, RoomIndices, split_train_val
 from dualmic.learn.distributed import Context, barrier
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import save_model
-from dualmic.learn.objective import lr_factor, slot_loss
+from dualmic.learn.objective import lr_factor, slot_loss, slot_targets
 from dualmic.learn.validation import ValResult, validate
 
 
 @dataclass
 class TrainData:
     features: np.ndarray  # (n, C, F, T) memmap
-    labels: np.ndarray  # (n, S) classes
-    angles: np.ndarray  # (n, S) degrees
+    labels: np.ndarray  # (n, S) classes (n_classes = no source)
+    angles: np.ndarray  # (n, S) degrees, sorted; NaN = no source
     hop_frames: int  # pooled-validation hop
-    class_width_deg: float
+    coding: LabelCoding  # targets from angles, decoding of outputs
     mixer: object | None = None  # an online mixer (data.online.OnlineMixer): fresh mixtures per epoch
 
 
@@ -46,10 +47,10 @@ def check_features(features: np.ndarray, labels: np.ndarray, cfg, where) -> None
             f"features.n_fft) give ({cfg.in_channels}, {cfg.n_freq}) channels x bins; "
             "re-run the features stage"
         )
-    if labels.shape != (len(features), cfg.n_slots) or labels.min() < 0 or labels.max() >= cfg.n_classes:
+    if labels.shape != (len(features), cfg.n_slots) or labels.min() < 0 or labels.max() >= cfg.n_outputs:
         raise DualmicError(
             f"{where}/labels.npy does not hold {len(features)} x {cfg.n_slots} classes in "
-            f"0..{cfg.n_classes - 1}; re-run the features stage"
+            f"0..{cfg.n_outputs - 1}; re-run the features stage (labels.counting needs it too)"
         )
 
 
@@ -74,7 +75,7 @@ class Trainer:
         self.train_idx, self.val_idx = split_train_val(len(data.labels), tp.val_fraction, tp.seed)
         if data.mixer is None:  # crops of the cached features
             self.dataset = CropDataset(
-                data.features, data.labels, self.train_idx, model.cfg.n_frames, tp.seed
+                data.features, data.angles, self.train_idx, model.cfg.n_frames, tp.seed
             )
             collate = None
         else:  # the training rooms re-mixed every epoch; validation stays on the cached features
@@ -99,7 +100,9 @@ class Trainer:
         )
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
         self.start_epoch = 0
-        self.best = {"val_mae_deg": float("inf"), "epoch": -1, "state": None}
+        # a counting model is selected on the validation loss, which also scores its counts
+        self.select_on = "val_loss" if data.coding.counting else "val_mae_deg"
+        self.best = {"val_mae_deg": float("inf"), "val_loss": float("inf"), "epoch": -1, "state": None}
         self.history: list[dict] = []
 
     @property
@@ -129,8 +132,9 @@ class Trainer:
         with progress_bar(f"train epoch {epoch + 1}/{self.tp.epochs}", len(self.loader.sampler)) as bar:
             for x, y in self.loader:
                 x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                targets = slot_targets(y, self.data.coding)
                 with self.autocast:
-                    loss = slot_loss(self.net(x), y)
+                    loss = slot_loss(self.net(x), targets)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
@@ -146,9 +150,11 @@ class Trainer:
 
     def record(self, epoch: int, train_loss: float, val: ValResult) -> None:
         """Keep the best weights so far and log the epoch."""
-        if val.mae_deg < self.best["val_mae_deg"]:
+        score = val.loss if self.select_on == "val_loss" else val.mae_deg
+        if score < self.best.get(self.select_on, float("inf")):
             self.best = {
                 "val_mae_deg": val.mae_deg,
+                "val_loss": val.loss,
                 "epoch": epoch,
                 "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
             }
@@ -158,6 +164,8 @@ class Trainer:
             "val/mae_deg": val.mae_deg,
             "lr": self.opt.param_groups[0]["lr"],
         }
+        if val.count_acc is not None:
+            record["val/count_acc"] = val.count_acc
         self.history.append(record)
         self._log(record)
 
@@ -208,4 +216,4 @@ class Trainer:
         self.live.next_step()
 
 
-_LOGGED = ("train/loss", "val/loss", "val/mae_deg", "lr")
+_LOGGED = ("train/loss", "val/loss", "val/mae_deg", "val/count_acc", "lr")

@@ -5,25 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.core.labels import source_counts
+from dualmic.learn.inference import decode_angles, decode_known_count, pooled_log_probs
+from dualmic.learn.objective import slot_targets
 
 
 @dataclass
 class ValResult:
     loss: float
     mae_deg: float
+    count_acc: float | None = None  # counting models: fraction of rooms with the right count
 
 
 def validate(model, data, indices: np.ndarray, device, batch_size: int) -> ValResult:
-    """Loss and MAE (degrees, both slots) of ``model`` on rows ``indices`` of ``data``
-    (a :class:`~dualmic.learn.trainer.TrainData`), pooled over windows as evaluate does."""
+    """Loss and MAE (degrees, every source, the model told each room's count) of ``model`` on
+    rows ``indices`` of ``data`` (a :class:`~dualmic.learn.trainer.TrainData`), pooled over
+    windows as evaluate does; a counting model's count accuracy too."""
     logp = pooled_log_probs(model, _Rows(data.features, indices), data.hop_frames, batch_size, device)
-    y = np.asarray(data.labels[indices])
-    nll = -np.take_along_axis(logp, y[..., None], axis=-1)[..., 0]
-    pred = decode_angles(logp, data.class_width_deg)
-    mae = np.abs(pred - np.asarray(data.angles[indices])).mean()
-    return ValResult(loss=float(nll.mean(0).sum()), mae_deg=float(mae))
+    true = np.asarray(data.angles[indices], dtype=np.float64)
+    targets = slot_targets(torch.from_numpy(true), data.coding).numpy().astype(np.float64)
+    nll = -(targets * logp).sum(-1)
+    k_true = source_counts(true)
+    err = np.abs(decode_known_count(logp, k_true, data.coding) - true)
+    mae = float(np.nanmean(err)) if np.isfinite(err).any() else 0.0
+    count_acc = None
+    if data.coding.counting:
+        count_acc = float((source_counts(decode_angles(logp, data.coding)) == k_true).mean())
+    return ValResult(loss=float(nll.mean(0).sum()), mae_deg=mae, count_acc=count_acc)
 
 
 class _Rows:

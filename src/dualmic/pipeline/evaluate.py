@@ -5,9 +5,13 @@ per room), the model and, for the constant baseline only, <features_dir>/train/a
 other training data). Writes:
 
 * <metrics_dir>/eval.json: flat ``model.*``, ``srp_phat.*``, ``constant.*`` scores
-  (:func:`dualmic.scoring.metrics.summary`) plus ``label``, the angle they are scored on;
-* <plots_dir>/confusion.json, mae_vs_rt60.csv, mae_vs_separation.csv, error_histogram.csv,
-  polar_error.csv (:mod:`dualmic.scoring.plots`).
+  (:func:`dualmic.scoring.metrics.summary`) plus ``label``, the angle they are scored on. The
+  baselines are told each room's number of talkers; a counting model finds it, and adds
+  ``model.count_acc``, ``.missed_rate``, ``.false_alarm_rate``, ``.mae_{k}src_deg`` and
+  ``model_known_count.*`` (told the count, like the baselines);
+* <plots_dir>/confusion.json, count_confusion.json (true vs found number of sources),
+  mae_vs_rt60.csv, mae_vs_separation.csv, error_histogram.csv, polar_error.csv
+  (:mod:`dualmic.scoring.plots`).
 
 Nothing is written unless every input is consistent: a model trained for another label or other
 features than params.yaml describes ends the stage with one line.
@@ -23,9 +27,10 @@ import numpy as np
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy, save_json
+from dualmic.core.labels import LabelCoding
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
-from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.learn.inference import model_answers, pooled_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring import metrics, plots
 from dualmic.scoring.baselines import method_angles
@@ -75,20 +80,30 @@ def run(
             f"eval arrays have shapes {shapes}; expected (rooms, C, F, T) and (rooms, 2, samples)"
         )
 
+    coding = LabelCoding.from_params(p)
     log_probs = pooled_log_probs(net, feats, p.hop_frames, device=device)
     pred_classes = np.sort(log_probs.argmax(-1), axis=1)
-    model_angles = decode_angles(log_probs, p.labels.class_width_deg)
+    true_counts = metrics.counts(angles)
+    answers = model_answers(log_probs, coding, true_counts)
     bar = progress_bar("srp-phat eval", n) if mix is not None else contextlib.nullcontext()
     with bar as advance:
-        pred = method_angles(model_angles, mix, meta["mic_distance_m"], p, train_angles, progress=advance)
+        pred = method_angles(
+            answers.pop("model"), mix, meta["mic_distance_m"], p, train_angles, advance, true_counts
+        )
+    pred.update(answers)  # model_known_count, for a counting model
 
     errors = {name: metrics.slot_errors(pr, angles) for name, pr in pred.items()}
     scores: dict = {"label": p.labels.angle}
     for name, pr in pred.items():
         scores.update(metrics.summary(pr, angles, name))
+    if coding.counting:
+        scores.update(metrics.count_summary(pred["model"], angles, "model"))
     separation = metrics.separation_deg(angles)
 
-    plots.write_confusion(plots_dir / "confusion.json", classes, pred_classes, p.labels.class_width_deg)
+    plots.write_confusion(
+        plots_dir / "confusion.json", classes, pred_classes, p.labels.class_width_deg, p.labels.n_classes
+    )
+    plots.write_count_confusion(plots_dir / "count_confusion.json", angles, pred["model"])
     plots.write_binned_mae(
         plots_dir / "mae_vs_rt60.csv",
         "rt60_s",

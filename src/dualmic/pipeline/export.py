@@ -26,7 +26,7 @@ from dualmic.core.params import Params, load_params
 from dualmic.learn.inference import predict_split
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.sim.rooms import Rooms
-from dualmic.sofa.layout import SofaExport, params_comment, predictions_per_source
+from dualmic.sofa.layout import SofaExport, params_comment, predictions_per_source, talking_sources
 from dualmic.sofa.writers import write_general_fir, write_single_room_srir
 
 
@@ -75,15 +75,17 @@ def run(
             f"{eval_feats / 'features.npy'} has shape {feats.shape}; expected ({n_rooms} rooms, C, F, T) "
             "to match rirs.npy; re-run dvc repro"
         )
+    active = None
     if (eval_feats / "angles.npy").is_file():  # the features must come from these rooms
         angles = np.asarray(load_npy(eval_feats / "angles.npy"), dtype=np.float64)
-        if angles.shape != true.shape or not np.allclose(angles, np.sort(true, axis=1), atol=1e-3):
+        active = talking_sources(angles, true)
+        if active is None:
             raise DualmicError(
                 f"{eval_feats / 'angles.npy'} does not match the {label} angles of "
                 f"{eval_rirs / 'rooms.csv'}; the features are from other rooms: re-run dvc repro"
             )
 
-    pred = predictions_per_source(predict_split(net, feats, p, device), true)
+    pred = predictions_per_source(predict_split(net, feats, p, device), true, active)
     export = SofaExport(
         rirs,
         rooms,

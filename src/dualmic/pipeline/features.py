@@ -2,8 +2,8 @@
 
 Reads <rirs>/<split>/{rirs.npy,rooms.csv}; writes <out>/<split>/: features.npy (n, C, F, T)
 float16, labels.npy (n, S) int64 classes, angles.npy (n, S) float32 degrees (both sorted
-ascending, of the ``labels.angle`` angle), and mix.npy (n, 2, samples) float32 for the splits in
-``features.keep_mix``.
+ascending, of the ``labels.angle`` angle; a silent slot is NaN, class ``labels.n_classes``),
+and mix.npy (n, 2, samples) float32 for the splits in ``features.keep_mix``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dualmic.core.files import load_npy, npy_writer, save_npy
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.data.features import FeatureConfig
-from dualmic.data.mixtures import feature_batches, single_talker_labels, split_labels
+from dualmic.data.mixtures import active_labels, feature_batches, split_labels
 from dualmic.sim.rooms import Rooms
 
 
@@ -50,7 +50,7 @@ def run(
             if mix is not None:
                 mix[batch.start : stop] = batch.mixture
             bar(len(batch.features))
-        if not active.all():  # augmented split: rooms with one talker carry its angle in every slot
-            angles, classes = single_talker_labels(rooms.angles(p.labels.angle, stored=True), active, p)
+        if not active.all():  # rooms with silent sources (features.active_sources)
+            angles, classes = active_labels(rooms.angles(p.labels.angle, stored=True), active, p)
         save_npy(dest / "labels.npy", classes)
         save_npy(dest / "angles.npy", angles)

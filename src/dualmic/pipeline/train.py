@@ -16,6 +16,7 @@ import torch
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy
+from dualmic.core.labels import LabelCoding
 from dualmic.core.params import load_params
 from dualmic.learn.checkpoint import run_fingerprint
 from dualmic.learn.distributed import setup, teardown
@@ -41,11 +42,13 @@ def run(
     check_features(features, labels, cfg, features_dir)
     torch.manual_seed(p.train.seed)  # initial weights
     model = SSLModel(cfg)
-    # every params section that shapes the training data or the run (all but the conditions test
-    # and the export), so a checkpoint never resumes a run on other data
-    fp = run_fingerprint({"model": cfg.to_dict(), **p.model_dump(exclude={"conditions", "export"})})
+    # every params section that shapes the training data or the run (all but the conditions test,
+    # the export and the decoding), so a checkpoint never resumes a run on other data
+    # (labels.decode only reads the outputs of a trained model)
+    exclude = {"conditions": True, "export": True, "labels": {"decode"}}
+    fp = run_fingerprint({"model": cfg.to_dict(), **p.model_dump(exclude=exclude)})
     mixer = _online_mixer(p, rirs_dir, speech_dir, len(features)) if p.train.mixing == "online" else None
-    data = TrainData(features, labels, angles, p.hop_frames, p.labels.class_width_deg, mixer)
+    data = TrainData(features, labels, angles, p.hop_frames, LabelCoding.from_params(p), mixer)
     live = _live(live_dir) if ctx.is_main and live_dir is not None else None
     summary = Trainer(model, data, p.train, ctx, out, model_meta(p), fp, live).fit()
     if live is not None:

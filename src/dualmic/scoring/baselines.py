@@ -67,6 +67,7 @@ def srp_phat_angles(
     hop: int | None = None,
     freq_range_hz: tuple[float, float] = SRP_FREQ_RANGE_HZ,
     progress: Callable[[int], None] | None = None,
+    counts: np.ndarray | None = None,
 ) -> np.ndarray:
     """SRP-PHAT angles of every room's mixture: mix (N, 2, samples) → (N, n_sources) degrees, sorted.
 
@@ -94,6 +95,8 @@ def srp_phat_angles(
         hop: STFT hop; None = n_fft // 4.
         freq_range_hz: [min, max] band; max is capped below Nyquist.
         progress: called with 1 after each room (e.g. a progress bar's advance).
+        counts: (N,) sources to find per room (at most n_sources; the rest of the row is NaN);
+            None = n_sources everywhere. SRP-PHAT does not count: it is told the count.
     """
     from pyroomacoustics.doa import algorithms
 
@@ -108,22 +111,36 @@ def srp_phat_angles(
         mics, sample_rate, n_fft, c=speed_of_sound, num_src=n_sources, azimuth=np.radians(grid), dim=2
     )
     band = [float(freq_range_hz[0]), min(float(freq_range_hz[1]), 0.49 * sample_rate)]
-    out = np.empty((len(mix), n_sources), dtype=np.float64)
+    out = np.full((len(mix), n_sources), np.nan, dtype=np.float64)
+    wanted = np.full(len(mix), n_sources) if counts is None else np.minimum(counts, n_sources)
     for i in range(len(mix)):
-        spec = stft_frames(mix[i], n_fft, hop)
-        srp.locate_sources(spec, num_src=n_sources, freq_range=band)
-        out[i] = grid_peaks(srp.grid.values, grid, n_sources)
+        k = int(wanted[i])
+        if k > 0:
+            spec = stft_frames(mix[i], n_fft, hop)
+            srp.locate_sources(spec, num_src=k, freq_range=band)
+            out[i, :k] = grid_peaks(srp.grid.values, grid, k)
         if progress is not None:
             progress(1)
     return out
 
 
-def constant_angles(train_angles: np.ndarray, n: int) -> np.ndarray:
-    """The per-slot median of the training rooms' sorted angles, repeated for ``n`` rooms: (n, S)."""
+def constant_angles(train_angles: np.ndarray, n: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """A constant guess per room: (n, S). A room of k sources gets the per-slot medians of the
+    training rooms with k sources (sorted angles; NaN = no source), or where there are none the
+    median of every training angle; ``counts`` None = S sources everywhere."""
     train = np.sort(np.asarray(train_angles, dtype=np.float64), axis=1)
-    if train.ndim != 2 or len(train) == 0:
+    if train.ndim != 2 or len(train) == 0 or not np.isfinite(train).any():
         raise ValueError(f"train angles must be a non-empty (M, S) array, got {train.shape}")
-    return np.tile(np.median(train, axis=0), (n, 1))
+    n_slots = train.shape[1]
+    k_train = np.isfinite(train).sum(axis=1)
+    overall = float(np.median(train[np.isfinite(train)]))
+    wanted = np.full(n, n_slots) if counts is None else np.minimum(np.asarray(counts), n_slots)
+    out = np.full((n, n_slots), np.nan)
+    for k in range(1, n_slots + 1):
+        rows = wanted == k
+        same = train[k_train == k, :k]
+        out[rows, :k] = np.median(same, axis=0) if len(same) else overall
+    return out
 
 
 def method_angles(
@@ -133,10 +150,12 @@ def method_angles(
     p,
     train_angles: np.ndarray,
     progress: Callable[[int], None] | None = None,
+    counts: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Sorted angles (N, S) of every scored method on the same mixtures: the model's (given),
     SRP-PHAT's on ``mixture`` (N, 2, samples; skipped when None) and the constant guess (the
-    train set's median angles). ``p`` is the :class:`~dualmic.core.params.Params`."""
+    train set's median angles). The baselines are told each room's source count (``counts``,
+    None = S). ``p`` is the :class:`~dualmic.core.params.Params`."""
     pred = {"model": model_angles}
     if mixture is not None:
         pred["srp_phat"] = srp_phat_angles(
@@ -148,6 +167,7 @@ def method_angles(
             speed_of_sound=p.simulate.speed_of_sound,
             hop=p.features.hop,
             progress=progress,
+            counts=counts,
         )
-    pred["constant"] = constant_angles(train_angles, len(model_angles))
+    pred["constant"] = constant_angles(train_angles, len(model_angles), counts)
     return pred

@@ -10,10 +10,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
+from dualmic.core.labels import LabelCoding
 from dualmic.core.params import Params
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
-from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.learn.inference import model_answers, pooled_log_probs
 from dualmic.scoring import metrics
 from dualmic.scoring.baselines import method_angles
 from dualmic.scoring.conditions import (
@@ -49,7 +50,7 @@ class Rendered:
     """A condition's rooms, labels, mixtures and model inputs."""
 
     rooms: Rooms
-    angles: np.ndarray  # (N, 2) degrees of labels.angle, sorted per room
+    angles: np.ndarray  # (N, 2) degrees of labels.angle, sorted per room; NaN = no talker
     mixture: np.ndarray  # (N, 2, n_samples) float32, unit RMS
     speech: np.ndarray  # (N, 2, n_samples) float32: the talkers' part of mixture (after mic errors)
     noise: np.ndarray  # (N, 2, n_samples) float32: the rest, mixture - speech
@@ -122,8 +123,8 @@ def render_batch(
         out["speech"][b] = talk * scale
         out["noise"][b] = (mix - talk) * scale
 
-    angles = rooms.angles(p.labels.angle)[:, : cond.talkers]
-    angles = np.sort(np.repeat(angles, N_SLOTS, axis=1) if cond.talkers == 1 else angles, axis=1)
+    angles = np.full((count, N_SLOTS), np.nan)  # NaN: a slot without a talker
+    angles[:, : cond.talkers] = np.sort(rooms.angles(p.labels.angle)[:, : cond.talkers], axis=1)
     with torch.inference_mode():
         feats = features_from_audio(torch.from_numpy(out["mixture"]), cfg).numpy().astype(np.float16)
     return Rendered(rooms, angles, out["mixture"], out["speech"], out["noise"], feats)
@@ -172,18 +173,29 @@ def predictions(
     device: str | torch.device = "cpu",
     srp_phat: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Sorted angles (N, 2) of every method: the model (pooled windows every evaluate.hop_s),
-    SRP-PHAT (when ``srp_phat``) on the mixtures, and the train set's median angles."""
+    """Sorted angles (N, 2) of every method (NaN = no source): the model (pooled windows every
+    evaluate.hop_s; a counting model finds the count, and ``model_known_count`` is told it),
+    SRP-PHAT (when ``srp_phat``) on the mixtures, and the train set's median angles; the
+    baselines are told the count."""
     log_probs = pooled_log_probs(net, rendered.features, p.hop_frames, device=device)
-    model_angles = decode_angles(log_probs, p.labels.class_width_deg)
+    true_counts = metrics.counts(rendered.angles)
+    answers = model_answers(log_probs, LabelCoding.from_params(p), true_counts)
     mixture = rendered.mixture if srp_phat else None
-    return method_angles(model_angles, mixture, meta["mic_distance_m"], p, train_angles)
+    pred = method_angles(
+        answers.pop("model"), mixture, meta["mic_distance_m"], p, train_angles, counts=true_counts
+    )
+    pred.update(answers)
+    return pred
 
 
 def condition_scores(name: str, pred: dict[str, np.ndarray], angles: np.ndarray) -> dict:
-    """Flat scores ``<name>.<method>.mae_deg`` / ``.acc_10deg`` and ``<name>.n_rooms``."""
+    """Flat scores ``<name>.<method>.mae_deg`` / ``.acc_10deg`` (sources of correctly counted
+    rooms), ``<name>.n_rooms`` and, for a counting model, ``<name>.model.count_acc``."""
     out: dict = {f"{name}.n_rooms": int(len(angles))}
     for method, pr in pred.items():
         summary = metrics.summary(pr, angles, f"{name}.{method}")
         out.update({f"{name}.{method}.{k}": summary[f"{name}.{method}.{k}"] for k in KEPT_SCORES})
+    if "model_known_count" in pred:
+        count = metrics.count_summary(pred["model"], angles, f"{name}.model")
+        out[f"{name}.model.count_acc"] = count[f"{name}.model.count_acc"]
     return out

@@ -32,7 +32,7 @@ from dualmic.sim.fra import fra_rirs, image_draws
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
-N_SLOTS = 2  # the model's label slots: two talkers (one talker fills both)
+N_SLOTS = 2  # the model's label slots: two talkers (one talker: the other slot is empty)
 MIC_GAIN_DB = 3.0  # mic_mismatch: per-mic gain drawn from +-3 dB
 MIC_TILT = 0.3  # mic_mismatch: per-mic first-order spectral tilt drawn from +-0.3
 MIC_ALLPASS = 0.05  # mic_mismatch: per-mic first-order all-pass coefficient drawn from +-0.05
@@ -51,7 +51,7 @@ class Condition:
 
     name: str
     description: str
-    talkers: int = 2  # active talkers; with 1, both sorted label slots carry its angle
+    talkers: int = 2  # active talkers; with 1, the second label slot holds no source
     noise: str | None = None  # diffuse (pink) | babble (diffuse talkers) | point (pink, own RIR) | sensor
     snr_db: float | None = None  # talkers' power over the noise's, at the mics
     rt60_range: tuple[float, float] | None = None  # seconds; None = simulate.rt60_range
@@ -103,7 +103,7 @@ CONDITIONS: dict[str, Condition] = {
         ),
         Condition("elevated", "both talkers 30 deg or more above or below the array", min_elevation_deg=30.0),
         Condition("close_talkers", "the two talkers less than 15 deg apart", max_separation_deg=15.0),
-        Condition("single_talker", "one talker; both label slots carry its angle", talkers=1),
+        Condition("single_talker", "one talker (the model must find one source)", talkers=1),
     )
 }
 if tuple(CONDITIONS) != CONDITION_NAMES:  # the schema numbers the room seeds in this order

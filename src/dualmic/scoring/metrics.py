@@ -1,8 +1,10 @@
 """Scores of angle predictions (pure numpy): errors per source slot, summaries, breakdowns.
 
-Every room has ``S`` sources (2 in dualmic); predictions and true angles are (N, S) degrees.
-Both are sorted ascending per room before they are compared, so slot 1 always pairs the smaller
-predicted angle with the smaller true angle, whatever order a method returned them in.
+Every room has ``S`` source slots (2 in dualmic); predictions and true angles are (N, S) degrees,
+NaN where a slot holds no source. Both are sorted ascending per room (NaN last) before they are
+compared, so slot 1 always pairs the smaller predicted angle with the smaller true angle,
+whatever order a method returned them in. Angles are compared only in rooms whose number of
+sources was found (the count is right); the count itself is scored apart.
 """
 
 from __future__ import annotations
@@ -20,20 +22,65 @@ def _pair(pred_deg, true_deg) -> tuple[np.ndarray, np.ndarray]:
     return pred, true
 
 
+def counts(angles_deg) -> np.ndarray:
+    """Sources per room of (N, S) slot angles (NaN = no source): (N,) int64."""
+    return np.isfinite(np.asarray(angles_deg, dtype=np.float64)).sum(axis=1).astype(np.int64)
+
+
 def slot_errors(pred_deg, true_deg) -> np.ndarray:
-    """Absolute error of every source after sorting both (N, S) arrays ascending per room."""
+    """Absolute error of every source after sorting both (N, S) arrays ascending per room; NaN
+    for empty slots and for every slot of a room whose count is wrong."""
     pred, true = _pair(pred_deg, true_deg)
-    return np.abs(pred - true)
+    err = np.abs(pred - true)
+    err[counts(pred) != counts(true)] = np.nan
+    return err
 
 
 def separation_deg(true_deg) -> np.ndarray:
-    """Angular separation of a room's sources: largest minus smallest angle, (N,) degrees."""
+    """Angular separation of a room's sources: largest minus smallest angle, (N,) degrees
+    (NaN for rooms with fewer than two sources)."""
     true = np.asarray(true_deg, dtype=np.float64)
-    return true.max(axis=1) - true.min(axis=1)
+    with np.errstate(invalid="ignore"):
+        sep = np.nanmax(np.where(np.isnan(true), -np.inf, true), axis=1) - np.nanmin(
+            np.where(np.isnan(true), np.inf, true), axis=1
+        )
+    return np.where(counts(true) >= 2, sep, np.nan)
 
 
-def _r(x) -> float:
-    return round(float(x), DECIMALS)
+def _r(x) -> float | None:
+    x = float(x)
+    return round(x, DECIMALS) if np.isfinite(x) else None
+
+
+def _mean(values) -> float:
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if len(v) else float("nan")
+
+
+def count_summary(pred_deg, true_deg, prefix: str) -> dict:
+    """Flat count scores ``{prefix}.<name>``: ``count_acc`` (rooms with the right number of
+    sources), ``missed_rate`` (true sources not reported / true sources), ``false_alarm_rate``
+    (sources reported beyond the true count / rooms) and ``mae_{k}src_deg`` (correctly counted
+    rooms of k sources, k >= 1)."""
+    pred, true = _pair(pred_deg, true_deg)
+    k_pred, k_true = counts(pred), counts(true)
+    err = slot_errors(pred, true)
+    out = {
+        f"{prefix}.count_acc": _r((k_pred == k_true).mean()),
+        f"{prefix}.missed_rate": _r(np.maximum(k_true - k_pred, 0).sum() / max(k_true.sum(), 1)),
+        f"{prefix}.false_alarm_rate": _r(np.maximum(k_pred - k_true, 0).sum() / max(len(k_true), 1)),
+    }
+    for k in range(1, true.shape[1] + 1):
+        out[f"{prefix}.mae_{k}src_deg"] = _r(_mean(err[k_true == k]))
+    return out
+
+
+def count_confusion(true_deg, pred_deg, n_slots: int) -> np.ndarray:
+    """(n_slots + 1, n_slots + 1) int64 room counts: row = true number of sources, column = found."""
+    out = np.zeros((n_slots + 1, n_slots + 1), dtype=np.int64)
+    np.add.at(out, (counts(true_deg), counts(pred_deg)), 1)
+    return out
 
 
 def summary(pred_deg, true_deg, prefix: str) -> dict:
@@ -45,17 +92,23 @@ def summary(pred_deg, true_deg, prefix: str) -> dict:
     * ``both_within_10deg``: fraction of rooms whose every source is within 10°;
     * ``n_rooms``: count.
 
-    Floats are rounded to 4 decimals.
+    Sources are those of correctly counted rooms (:func:`slot_errors`); with every count right
+    and every slot full this is the plain two-slot score. ``both_within_10deg`` is over correctly
+    counted rooms with a source. Floats are rounded to 4 decimals (None when nothing is scored).
     """
     err = slot_errors(pred_deg, true_deg)
     if len(err) == 0:
         raise ValueError("no rooms to score")
-    out = {f"{prefix}.mae_deg": _r(err.mean())}
+    found = np.isfinite(err)
+    out = {f"{prefix}.mae_deg": _r(_mean(err))}
     for k in range(err.shape[1]):
-        out[f"{prefix}.mae_slot{k + 1}_deg"] = _r(err[:, k].mean())
-    out[f"{prefix}.acc_5deg"] = _r((err <= 5.0).mean())
-    out[f"{prefix}.acc_10deg"] = _r((err <= 10.0).mean())
-    out[f"{prefix}.both_within_10deg"] = _r((err <= 10.0).all(axis=1).mean())
+        out[f"{prefix}.mae_slot{k + 1}_deg"] = _r(_mean(err[:, k]))
+    n_found = max(int(found.sum()), 1)
+    out[f"{prefix}.acc_5deg"] = _r((found & (err <= 5.0)).sum() / n_found) if found.any() else None
+    out[f"{prefix}.acc_10deg"] = _r((found & (err <= 10.0)).sum() / n_found) if found.any() else None
+    rooms = found.any(axis=1)
+    within = (~found | (err <= 10.0)).all(axis=1)
+    out[f"{prefix}.both_within_10deg"] = _r(within[rooms].mean()) if rooms.any() else None
     out[f"{prefix}.n_rooms"] = int(len(err))
     return out
 
@@ -89,7 +142,8 @@ def _bin_index(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
 def binned_mae(values, errors, edges) -> list[dict]:
     """MAE of the rooms whose ``values`` (N,) fall in each bin of ``edges`` (e.g. RT60, separation).
 
-    ``errors`` is (N, S) (from :func:`slot_errors`); a room's MAE is the mean over its sources.
+    ``errors`` is (N, S) (from :func:`slot_errors`); a room's MAE is the mean over its scored
+    sources, and rooms with none scored are left out.
     Bins are [lo, hi) except the last, [lo, hi]. Rooms whose value lies outside
     [edges[0], edges[-1]] are left out of every bin (not folded into the end bins), so
     ``sum(n)`` can be less than N. An empty bin has ``mae_deg`` None.
@@ -105,6 +159,7 @@ def binned_mae(values, errors, edges) -> list[dict]:
     if len(edges) < 2 or np.any(np.diff(edges) <= 0):
         raise ValueError(f"edges {edges.tolist()} must be at least two increasing values")
     idx = _bin_index(vals, edges)
+    idx[~np.isfinite(err).any(axis=1)] = -1  # rooms with nothing scored (no source, wrong count)
     rows = []
     for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
         sel = err[idx == b]
@@ -113,7 +168,7 @@ def binned_mae(values, errors, edges) -> list[dict]:
                 "bin": f"{lo:g}-{hi:g}",
                 "lo": float(lo),
                 "hi": float(hi),
-                "mae_deg": _r(sel.mean()) if len(sel) else None,
+                "mae_deg": _r(np.nanmean(sel)) if len(sel) else None,
                 "n": int(len(sel)),
             }
         )
@@ -129,6 +184,7 @@ def error_histogram(errors, bin_width: float = 5.0, max_deg: float = 180.0) -> t
     if bin_width <= 0:
         raise ValueError(f"bin_width {bin_width} must be > 0")
     err = np.asarray(errors, dtype=np.float64).ravel()
+    err = err[np.isfinite(err)]
     n_bins = int(np.ceil(max_deg / bin_width - 1e-9))
     lower = np.arange(n_bins) * float(bin_width)
     idx = np.clip(np.floor(err / bin_width).astype(np.int64), 0, n_bins - 1)

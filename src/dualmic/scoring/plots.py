@@ -27,11 +27,30 @@ from dualmic.scoring.metrics import error_histogram
 METHODS = ("model", "srp_phat", "constant")
 
 
-def write_confusion(path: str | os.PathLike, true_cls, pred_cls, class_width_deg: float) -> None:
-    """One record per source: class centres of the true and predicted class, slots sorted."""
-    actual = class_centre_deg(np.sort(np.asarray(true_cls), axis=1).ravel(), class_width_deg)
-    predicted = class_centre_deg(np.sort(np.asarray(pred_cls), axis=1).ravel(), class_width_deg)
+def write_confusion(
+    path: str | os.PathLike, true_cls, pred_cls, class_width_deg: float, n_classes: int = 0
+) -> None:
+    """One record per source: class centres of the true and predicted class, slots sorted.
+    With ``n_classes`` given, slots where either side is "no source" (class >= n_classes) are
+    left out (the count confusion holds them)."""
+    true = np.sort(np.asarray(true_cls), axis=1).ravel()
+    pred = np.sort(np.asarray(pred_cls), axis=1).ravel()
+    if n_classes:
+        keep = (true < n_classes) & (pred < n_classes)
+        true, pred = true[keep], pred[keep]
+    actual, predicted = class_centre_deg(true, class_width_deg), class_centre_deg(pred, class_width_deg)
     records = [{"actual": float(a), "predicted": float(p)} for a, p in zip(actual, predicted, strict=True)]
+    _write_records(path, records)
+
+
+def write_count_confusion(path: str | os.PathLike, true_deg, pred_deg) -> None:
+    """One record per room: the true and the found number of sources (DVC confusion template)."""
+    true = np.isfinite(np.asarray(true_deg, dtype=np.float64)).sum(axis=1)
+    pred = np.isfinite(np.asarray(pred_deg, dtype=np.float64)).sum(axis=1)
+    _write_records(path, [{"actual": int(a), "predicted": int(p)} for a, p in zip(true, pred, strict=True)])
+
+
+def _write_records(path, records: list[dict]) -> None:
     with atomic_path(path) as tmp:  # a top-level list: save_json writes mappings
         tmp.write_text(json.dumps(records, indent=1) + "\n")
 
@@ -87,15 +106,19 @@ def write_polar_error(
     true = np.asarray(true_angles, dtype=np.float64).ravel()
     edges = np.arange(0.0, 180.0 + bin_width / 2, bin_width)
     idx = np.clip(np.digitize(true, edges[1:-1]), 0, len(edges) - 2)
+    idx = np.where(np.isfinite(true), idx, len(edges) - 1)  # no source: an overflow bin, dropped
     table = pd.DataFrame({"angle_deg": (edges[:-1] + edges[1:]) / 2, "lo": edges[:-1], "hi": edges[1:]})
-    table["n_sources"] = np.bincount(idx, minlength=len(edges) - 1)
+    n_bins = len(edges) - 1
+    table["n_sources"] = np.bincount(idx, minlength=n_bins + 1)[:n_bins]
     for method in _methods(errors_by_method):
         errors = errors_by_method.get(method)
         if errors is None:
             table[method] = None
             continue
         e = np.asarray(errors, dtype=np.float64).ravel()
-        sums = np.bincount(idx, weights=e, minlength=len(edges) - 1)
+        scored = np.isfinite(e)
+        sums = np.bincount(idx[scored], weights=e[scored], minlength=n_bins + 1)[:n_bins]
+        n = np.bincount(idx[scored], minlength=n_bins + 1)[:n_bins]
         with np.errstate(invalid="ignore", divide="ignore"):
-            table[method] = np.where(table["n_sources"] > 0, sums / table["n_sources"], np.nan)
+            table[method] = np.where(n > 0, sums / n, np.nan)
     save_csv(path, table)
