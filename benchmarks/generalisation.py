@@ -30,9 +30,11 @@ import typer
 from common import json_option, machine_info, params_option, utc_now, write_json
 
 from dualmic.core.errors import DualmicError, user_errors
+from dualmic.core.labels import LabelCoding
 from dualmic.core.params import load_params
+from dualmic.learn.inference import decode_known_count
 from dualmic.learn.model_file import load_model
-from dualmic.predict import predict_angles
+from dualmic.predict import predict_angles, recording_log_probs
 from dualmic.scoring.baselines import srp_phat_angles
 from dualmic.sim.batches import fra_config, room_spec
 from dualmic.sim.fra import fra_rirs, image_draws
@@ -137,9 +139,15 @@ def generalisation(
         }
         for name, room_rirs in rirs.items():
             mixes = render(room_rirs, corpus, np.random.default_rng(seed), n_samples, p.features.sir_db)
-            pred = np.array([predict_angles(m, model, meta, "cpu") for m in mixes])
+            # every room has two talkers: the model is scored told the count (as SRP-PHAT is),
+            # and a counting model's own count is scored apart
+            found = [predict_angles(m, model, meta, "cpu") for m in mixes]
+            coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
+            logp = np.stack([recording_log_probs(m, model, meta, "cpu") for m in mixes])
+            pred = decode_known_count(logp, np.full(len(mixes), 2), coding)
             srp = srp_phat_angles(mixes, meta["mic_distance_m"], fs, p.features.n_fft)
             results[f"{name}.model.mae_deg"], results[f"{name}.model.acc_10deg"] = mae(pred, true)
+            results[f"{name}.model.count_acc"] = float(np.mean([len(f) == 2 for f in found]))
             results[f"{name}.srp_phat.mae_deg"], results[f"{name}.srp_phat.acc_10deg"] = mae(srp, true)
             for b in range(min(cli_checks, n_rooms)):
                 wav = Path(tmp) / f"{name}_{b}.wav"
@@ -155,7 +163,7 @@ def generalisation(
                     "--json",
                 ]
                 got = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-                assert np.allclose(got["angles_deg"], pred[b]), (got, pred[b])
+                assert np.allclose(got["angles_deg"], found[b]), (got, found[b])
     print(json.dumps(results, indent=2))
     if json_out:
         write_json(json_out, results)
