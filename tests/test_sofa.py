@@ -15,6 +15,7 @@ from dualmic import __version__
 from dualmic.core.errors import DualmicError
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 from dualmic.sofa import layout as dsofa
+from dualmic.sofa import predictions
 from dualmic.sofa.info import sofa_info
 from dualmic.sofa.layout import SofaExport
 from dualmic.sofa.writers import write_general_fir, write_single_room_srir
@@ -45,7 +46,7 @@ def data():
     rng = np.random.default_rng(1)
     rirs = rng.standard_normal((3, 2, 2, N_TAPS)).astype(np.float32)
     true = frame[["src0_lateral_deg", "src1_lateral_deg"]].to_numpy()
-    pred = dsofa.predictions_per_source(np.sort(rng.uniform(0, 180, (3, 2)), axis=1), true)
+    pred = predictions.predictions_per_source(np.sort(rng.uniform(0, 180, (3, 2)), axis=1), true)
     return {"rooms": rooms, "frame": frame, "rirs": rirs, "true": true, "pred": pred}
 
 
@@ -183,12 +184,12 @@ def test_plain_netcdf_view(files):
 def test_predictions_follow_the_order_of_the_true_angles():
     sorted_pred = np.array([[10.0, 100.0], [10.0, 100.0], [20.0, 30.0], [5.0, 6.0]])
     true = np.array([[12.0, 95.0], [95.0, 12.0], [40.0, 40.0], [7.0, 1.0]])
-    out = dsofa.predictions_per_source(sorted_pred, true)
+    out = predictions.predictions_per_source(sorted_pred, true)
     np.testing.assert_array_equal(out, [[10, 100], [100, 10], [20, 30], [6, 5]])
-    three = dsofa.predictions_per_source(np.array([[1.0, 2.0, 3.0]]), np.array([[50.0, 10.0, 30.0]]))
+    three = predictions.predictions_per_source(np.array([[1.0, 2.0, 3.0]]), np.array([[50.0, 10.0, 30.0]]))
     np.testing.assert_array_equal(three, [[3, 1, 2]])
     with pytest.raises(DualmicError):
-        dsofa.predictions_per_source(np.zeros((2, 2)), np.zeros((3, 2)))
+        predictions.predictions_per_source(np.zeros((2, 2)), np.zeros((3, 2)))
 
 
 def test_fixed_date_gives_bit_identical_files(data, tmp_path):

@@ -22,7 +22,13 @@ import torchaudio.functional as AF
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.inference import pooled_log_probs, slot_peak_deg, slot_presence, window_starts
+from dualmic.learn.inference import (
+    pooled_log_probs,
+    pooled_probs,
+    slot_peak_deg,
+    slot_presence,
+    window_starts,
+)
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model
 
@@ -159,9 +165,7 @@ def slot_confidence(log_probs: np.ndarray, n_classes: int | None = None) -> np.n
     the two classes beside it (log_probs (n_slots, n_outputs) → (n_slots,)). A counting model's
     "no source" class (index ``n_classes``) takes its share of the probability, so an uncertain
     source scores low."""
-    logp = np.asarray(log_probs, dtype=np.float64)
-    prob = np.exp(logp - logp.max(axis=-1, keepdims=True))
-    prob /= prob.sum(axis=-1, keepdims=True)
+    prob = pooled_probs(log_probs)
     k = prob.shape[-1] if n_classes is None else n_classes
     best = prob[:, :k].argmax(axis=-1)
     out = np.empty(len(prob))

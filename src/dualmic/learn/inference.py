@@ -83,12 +83,18 @@ def slot_peak_deg(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
     return angle + shift * coding.class_width_deg
 
 
+def pooled_probs(log_probs: np.ndarray) -> np.ndarray:
+    """Pooled log-probabilities (averaged over windows, so no longer normalised) as
+    probabilities that sum to 1 per slot: (..., K) float64."""
+    logp = np.asarray(log_probs, dtype=np.float64)
+    prob = np.exp(logp - logp.max(-1, keepdims=True))
+    return prob / prob.sum(-1, keepdims=True)
+
+
 def slot_presence(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
     """How sure each slot is that it holds a source, 0..1: (..., S). A counting model's
     1 - p(no source); otherwise the pooled probability of the best class."""
-    logp = np.asarray(log_probs, dtype=np.float64)
-    prob = np.exp(logp - logp.max(-1, keepdims=True))
-    prob /= prob.sum(-1, keepdims=True)
+    prob = pooled_probs(log_probs)
     return 1.0 - prob[..., coding.n_classes] if coding.counting else prob.max(-1)
 
 

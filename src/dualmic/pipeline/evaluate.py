@@ -27,7 +27,7 @@ import numpy as np
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy, save_json
-from dualmic.core.labels import LabelCoding
+from dualmic.core.labels import LabelCoding, source_counts
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.learn.inference import model_answers, pooled_log_probs
@@ -83,7 +83,7 @@ def run(
     coding = LabelCoding.from_params(p)
     log_probs = pooled_log_probs(net, feats, p.hop_frames, device=device)
     pred_classes = np.sort(log_probs.argmax(-1), axis=1)
-    true_counts = metrics.counts(angles)
+    true_counts = source_counts(angles)
     answers = model_answers(log_probs, coding, true_counts)
     bar = progress_bar("srp-phat eval", n) if mix is not None else contextlib.nullcontext()
     with bar as advance:

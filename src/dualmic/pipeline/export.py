@@ -26,7 +26,8 @@ from dualmic.core.params import Params, load_params
 from dualmic.learn.inference import predict_split
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.sim.rooms import Rooms
-from dualmic.sofa.layout import SofaExport, params_comment, predictions_per_source, talking_sources
+from dualmic.sofa.layout import SofaExport, params_comment
+from dualmic.sofa.predictions import predictions_per_source, talking_sources
 from dualmic.sofa.writers import write_general_fir, write_single_room_srir
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from dualmic.core.labels import LabelCoding
+from dualmic.core.labels import LabelCoding, source_counts
 from dualmic.core.params import Params
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
@@ -178,7 +178,7 @@ def predictions(
     SRP-PHAT (when ``srp_phat``) on the mixtures, and the train set's median angles; the
     baselines are told the count."""
     log_probs = pooled_log_probs(net, rendered.features, p.hop_frames, device=device)
-    true_counts = metrics.counts(rendered.angles)
+    true_counts = source_counts(rendered.angles)
     answers = model_answers(log_probs, LabelCoding.from_params(p), true_counts)
     mixture = rendered.mixture if srp_phat else None
     pred = method_angles(

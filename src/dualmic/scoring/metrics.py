@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dualmic.core.labels import source_counts
+
 DECIMALS = 4
 
 
@@ -22,17 +24,12 @@ def _pair(pred_deg, true_deg) -> tuple[np.ndarray, np.ndarray]:
     return pred, true
 
 
-def counts(angles_deg) -> np.ndarray:
-    """Sources per room of (N, S) slot angles (NaN = no source): (N,) int64."""
-    return np.isfinite(np.asarray(angles_deg, dtype=np.float64)).sum(axis=1).astype(np.int64)
-
-
 def slot_errors(pred_deg, true_deg) -> np.ndarray:
     """Absolute error of every source after sorting both (N, S) arrays ascending per room; NaN
     for empty slots and for every slot of a room whose count is wrong."""
     pred, true = _pair(pred_deg, true_deg)
     err = np.abs(pred - true)
-    err[counts(pred) != counts(true)] = np.nan
+    err[source_counts(pred) != source_counts(true)] = np.nan
     return err
 
 
@@ -44,7 +41,7 @@ def separation_deg(true_deg) -> np.ndarray:
         sep = np.nanmax(np.where(np.isnan(true), -np.inf, true), axis=1) - np.nanmin(
             np.where(np.isnan(true), np.inf, true), axis=1
         )
-    return np.where(counts(true) >= 2, sep, np.nan)
+    return np.where(source_counts(true) >= 2, sep, np.nan)
 
 
 def _r(x) -> float | None:
@@ -64,7 +61,7 @@ def count_summary(pred_deg, true_deg, prefix: str) -> dict:
     (sources reported beyond the true count / rooms) and ``mae_{k}src_deg`` (correctly counted
     rooms of k sources, k >= 1)."""
     pred, true = _pair(pred_deg, true_deg)
-    k_pred, k_true = counts(pred), counts(true)
+    k_pred, k_true = source_counts(pred), source_counts(true)
     err = slot_errors(pred, true)
     out = {
         f"{prefix}.count_acc": _r((k_pred == k_true).mean()),
@@ -79,7 +76,7 @@ def count_summary(pred_deg, true_deg, prefix: str) -> dict:
 def count_confusion(true_deg, pred_deg, n_slots: int) -> np.ndarray:
     """(n_slots + 1, n_slots + 1) int64 room counts: row = true number of sources, column = found."""
     out = np.zeros((n_slots + 1, n_slots + 1), dtype=np.int64)
-    np.add.at(out, (counts(true_deg), counts(pred_deg)), 1)
+    np.add.at(out, (source_counts(true_deg), source_counts(pred_deg)), 1)
     return out
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from dualmic.core.files import atomic_path, save_csv
-from dualmic.core.labels import class_centre_deg
+from dualmic.core.labels import class_centre_deg, source_counts
 from dualmic.scoring.metrics import error_histogram
 
 METHODS = ("model", "srp_phat", "constant")
@@ -45,8 +45,7 @@ def write_confusion(
 
 def write_count_confusion(path: str | os.PathLike, true_deg, pred_deg) -> None:
     """One record per room: the true and the found number of sources (DVC confusion template)."""
-    true = np.isfinite(np.asarray(true_deg, dtype=np.float64)).sum(axis=1)
-    pred = np.isfinite(np.asarray(pred_deg, dtype=np.float64)).sum(axis=1)
+    true, pred = source_counts(true_deg), source_counts(pred_deg)
     _write_records(path, [{"actual": int(a), "predicted": int(p)} for a, p in zip(true, pred, strict=True)])
 
 

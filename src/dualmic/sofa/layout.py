@@ -26,9 +26,9 @@ Extra per-measurement variables (not in the conventions; each has ``Units`` and 
 the label (lateral or azimuth, see the README's "What a label is").
 
 **Predicted angles per source.** The model predicts a room's angles *sorted ascending*; it does
-not know which source is which. :func:`predictions_per_source` assigns them by the order of the
-sources' true angles: the source with the smaller true angle gets the smaller prediction (ties
-keep the source order).
+not know which source is which. :func:`dualmic.sofa.predictions.predictions_per_source` assigns
+them by the order of the sources' true angles: the source with the smaller true angle gets the
+smaller prediction (ties keep the source order).
 
 No SOFA *string* variables are written (only attributes): sofar 1.3.0 cannot write string
 variables with netCDF4 >= 1.7.4 (pyfar/sofar#132), and none is mandatory in these conventions.
@@ -89,55 +89,6 @@ def load_sofar():
 
 # --------------------------------------------------------------------------------------------
 # inputs
-
-
-def predictions_per_source(
-    sorted_pred: np.ndarray, true_angles: np.ndarray, active: np.ndarray | None = None
-) -> np.ndarray:
-    """Assign a room's sorted predictions to its sources by the order of their true angles.
-
-    ``sorted_pred`` (R, S) ascending per room (NaN = no source found, sorted last),
-    ``true_angles`` (R, S) in source order → (R, S) predictions in source order: the j-th
-    smallest prediction goes to the talking source (``active``, None = all) whose true angle is
-    the j-th smallest of the room's talkers (stable: equal true angles keep the source order).
-    Silent sources, and talkers beyond the number of predictions, get NaN.
-    """
-    sorted_pred = np.asarray(sorted_pred, dtype=np.float64)
-    true_angles = np.asarray(true_angles, dtype=np.float64)
-    if sorted_pred.shape != true_angles.shape or sorted_pred.ndim != 2:
-        raise DualmicError(
-            f"predictions {sorted_pred.shape} and true angles {true_angles.shape} must both be "
-            "(rooms, sources)"
-        )
-    active = np.ones(true_angles.shape, dtype=bool) if active is None else np.asarray(active, dtype=bool)
-    out = np.full(sorted_pred.shape, np.nan)
-    for i in range(len(out)):
-        talkers = np.flatnonzero(active[i])
-        talkers = talkers[np.argsort(true_angles[i, talkers], kind="stable")]
-        found = np.sort(sorted_pred[i][np.isfinite(sorted_pred[i])])
-        k = min(len(talkers), len(found))
-        out[i, talkers[:k]] = found[:k]
-    return out
-
-
-def talking_sources(
-    label_angles: np.ndarray, true_angles: np.ndarray, atol: float = 1e-3
-) -> np.ndarray | None:
-    """Which sources talk, from a split's slot labels (R, S) sorted, NaN = no source, and the
-    rooms' angles (R, S) in source order: (R, S) bool, or None when a label matches no source
-    of its room (the labels come from other rooms)."""
-    labels = np.asarray(label_angles, dtype=np.float64)
-    true = np.asarray(true_angles, dtype=np.float64)
-    if labels.shape != true.shape:
-        return None
-    active = np.zeros(true.shape, dtype=bool)
-    for i in range(len(true)):
-        for a in labels[i][np.isfinite(labels[i])]:
-            free = np.flatnonzero(~active[i] & np.isclose(true[i], a, atol=atol))
-            if len(free) == 0:
-                return None
-            active[i, free[0]] = True
-    return active
 
 
 def params_comment(p) -> str:
