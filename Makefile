@@ -17,10 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-repro: $(STAMP) espeak speech-deps
+repro: $(STAMP) espeak speech-deps hrtf-deps
 	dvc repro
 
-test: $(STAMP) test-deps espeak speech-deps
+test: $(STAMP) test-deps espeak speech-deps hrtf-deps
 	python -m pytest
 
 # tests/test_plots_offline.py draws the plots page in headless Chromium (Debian's package).
@@ -39,6 +39,12 @@ espeak:
 SPEECH_PACKAGES := ktuberling-data klettres-data
 speech-deps:
 	test -d /usr/share/ktuberling/sounds -a -d /usr/share/klettres || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $(SPEECH_PACKAGES))
+
+# Binaural rooms (simulate.array.kind: hrtf) use a measured head: the MIT KEMAR HRIRs that Debian's
+# libmysofa1 ships (/usr/share/libmysofa/MIT_KEMAR_normal_pinna.sofa, params.yaml's default).
+.PHONY: hrtf-deps
+hrtf-deps:
+	test -f /usr/share/libmysofa/MIT_KEMAR_normal_pinna.sofa || ($(SUDO) apt-get update && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libmysofa1)
 
 lint: $(STAMP)
 	ruff check src stages tests benchmarks

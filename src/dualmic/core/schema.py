@@ -63,6 +63,20 @@ class FraParams(Section):
     reflection_jitter: NonNegFloat = 2.0
 
 
+class ArrayParams(Section):
+    kind: Literal["free_field", "hrtf"] = "free_field"  # two free-field mics | the ears of a measured head
+    sofa: StrictStr | None = None  # SimpleFreeFieldHRIR file of the head (kind hrtf)
+    reflection_directions: Annotated[int, Strict(), Field(ge=1, le=256)] = 32  # HRIR groups of reflections
+
+    @model_validator(mode="after")
+    def _sofa(self):
+        if self.kind == "hrtf" and not self.sofa:
+            raise ValueError(
+                "kind is hrtf but sofa is null; give simulate.array.sofa: PATH (SimpleFreeFieldHRIR file)"
+            )
+        return self
+
+
 class SimulateParams(Section):
     sample_rate: Annotated[int, Strict(), Field(ge=4000, le=192000)]
     mic_offsets: tuple[Vec3, ...]
@@ -80,6 +94,7 @@ class SimulateParams(Section):
     rir_duration_s: PosFloat | None = None
     batch_size: PosInt = 32
     fra: FraParams = FraParams()
+    array: ArrayParams = ArrayParams()
     splits: dict[str, SplitParams]
 
     @field_validator("rt60_range")

@@ -27,8 +27,8 @@ import torch
 from dualmic.core.errors import DualmicError
 from dualmic.core.params import Params
 from dualmic.core.schema_conditions import CONDITION_NAMES
-from dualmic.sim.batches import fra_config, room_spec
-from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.batches import fra_config, head, room_rirs, room_spec
+from dualmic.sim.fra import image_draws
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
@@ -203,10 +203,10 @@ def condition_rirs(
     """RIRs of rooms ``start ..`` of ``cond`` by simulate.method: (B, S, 2, taps) float32."""
     sim = p.simulate
     taps = condition_taps(cond, p)
+    hrtf = head(sim)
     if sim.method == "ism":
         return ism_rirs(rooms, sim.sample_rate, taps, sim.speed_of_sound)
     cfg = replace(fra_config(sim), n_taps=taps)
     seed = p.conditions.room_seed(cond.name)
     draws = image_draws(seed, start, len(rooms), rooms.n_sources, cfg.n_images)
-    with torch.inference_mode():
-        return fra_rirs(rooms, draws, cfg, device).cpu().numpy()
+    return room_rirs(rooms, draws, cfg, sim, hrtf, device)

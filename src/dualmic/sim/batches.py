@@ -9,8 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
+from dualmic.core.errors import DualmicError
 from dualmic.core.params import SimulateParams
+from dualmic.sim.binaural import binaural_rirs
 from dualmic.sim.fra import NOISE_STREAM, FraConfig, fra_rirs, image_draws
+from dualmic.sim.hrtf import Hrtf, check_ears, load_hrtf
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
@@ -42,6 +45,31 @@ def fra_config(sim: SimulateParams, split: str | None = None) -> FraConfig:
     )
 
 
+def head(sim: SimulateParams, method: str | None = None) -> Hrtf | None:
+    """The measured head of ``simulate.array`` (kind hrtf), checked against the mic positions;
+    None for a free-field pair."""
+    if sim.array.kind != "hrtf":
+        return None
+    if (method or sim.method) == "ism":
+        raise DualmicError(
+            "simulate.method ism simulates free-field mics only; use method fra with simulate.array.kind hrtf"
+        )
+    hrtf = load_hrtf(sim.array.sofa, sim.sample_rate)
+    check_ears(hrtf, sim.mic_offsets)
+    return hrtf
+
+
+def room_rirs(
+    rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, sim: SimulateParams, hrtf: Hrtf | None, device
+) -> np.ndarray:
+    """FRA-RIR RIRs of ``rooms`` (B, S, 2, n_taps) float32 on the CPU: to two free-field mics, or
+    to the ears of ``hrtf``."""
+    with torch.inference_mode():
+        if hrtf is None:
+            return fra_rirs(rooms, draws, cfg, device).cpu().numpy()
+        return binaural_rirs(rooms, draws, cfg, hrtf, sim.array.reflection_directions, device).cpu().numpy()
+
+
 def simulate_batches(
     sim: SimulateParams, split: str, device: torch.device, noise: bool = False
 ) -> Iterator[tuple[int, Rooms, np.ndarray]]:
@@ -54,6 +82,7 @@ def simulate_batches(
     """
     split_p = sim.split(split)
     spec, cfg, method = room_spec(sim, split), fra_config(sim, split), sim.method_for(split)
+    hrtf = head(sim, method)
     starts = list(range(0, split_p.n_rooms, sim.batch_size))
 
     def prepare(start: int):
@@ -78,6 +107,5 @@ def simulate_batches(
             if method == "ism":
                 rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound)
             else:
-                with torch.inference_mode():
-                    rirs = fra_rirs(rooms, draws, cfg, device).cpu().numpy()
+                rirs = room_rirs(rooms, draws, cfg, sim, hrtf, device)
             yield start, rooms, rirs

@@ -68,12 +68,12 @@ def image_draws(
     return torch.from_numpy(out)
 
 
-def _pad_taps(sample_rate: int) -> int:
+def pad_taps(sample_rate: int) -> int:
     """Zero padding (100 ms) that absorbs the filter's circular wrap-around."""
     return int(0.1 * sample_rate)
 
 
-def _band_response(n_out: int, sample_rate: int, highpass_hz: float, device) -> torch.Tensor:
+def band_response(n_out: int, sample_rate: int, highpass_hz: float, device) -> torch.Tensor:
     """Real, zero-phase gain per rfft bin of an ``n_out``-sample signal: anti-alias taper near
     Nyquist times a squared 2nd-order Butterworth high-pass magnitude."""
     freq = torch.fft.rfftfreq(n_out, 1 / sample_rate, dtype=torch.float64)
@@ -143,23 +143,31 @@ def _draw_distances(u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, v
     return dist, tau / sampled
 
 
-def fra_rirs(
-    rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, device: str | torch.device = "cpu"
-) -> torch.Tensor:
-    """Simulate the RIRs of a batch of rooms.
+@dataclass
+class ImageField:
+    """The random image sources of a batch of rooms (see the module docstring).
 
-    Args:
-        rooms: B rooms with S sources and M mics each.
-        draws: (B, S, N, 5) variates from :func:`image_draws`.
-        cfg: simulation settings.
-        device: where to compute.
-
-    Returns:
-        rir: (B, S, M, n_taps) float32 on ``device``; direct path of each mic at delay d/c with
-        gain 1/d (d in metres).
+    Attributes:
+        center: (B, 1, 3) array centres, room frame.
+        src: (B, S, 3) sources, room frame.
+        mics: (B, M, 3) microphones, room frame.
+        unit: (B, S, N, 3) unit vectors from the array centre to each image, room frame.
+        dist: (B, S, N) metres from the array centre to each image.
+        gain: (B, S, N) reflection loss and the weight of the real images each draw stands for.
     """
+
+    center: torch.Tensor
+    src: torch.Tensor
+    mics: torch.Tensor
+    unit: torch.Tensor
+    dist: torch.Tensor
+    gain: torch.Tensor
+
+
+def image_field(rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, device) -> ImageField:
+    """Place the random image sources of ``rooms`` from their ``draws`` (B, S, N, 5)."""
     f32 = dict(dtype=torch.float32, device=device)
-    c, fs, os_ = cfg.speed_of_sound, cfg.sample_rate, cfg.oversample
+    c, fs = cfg.speed_of_sound, cfg.sample_rate
     dim = torch.as_tensor(rooms.room_dim, **f32)  # (B, 3)
     rt60 = torch.as_tensor(rooms.rt60, **f32)  # (B,)
     center = torch.as_tensor(rooms.array_center, **f32)[:, None, :]  # (B, 1, 3)
@@ -179,7 +187,6 @@ def fra_rirs(
     d_max = (c * cfg.n_taps / fs + radius)[:, None].expand_as(d_min)
     dist, represents = _draw_distances(draws[..., 0], d_min, d_max, volume[:, None])
     unit = torch.nn.functional.normalize(draws[..., 1:4], dim=-1)
-    image = center[:, :, None, :] + dist[..., None] * unit  # (B, S, N, 3)
 
     jitter = cfg.reflection_jitter * (2 * draws[..., 4] - 1)
     n_refl = dist / mfp[:, None, None] + jitter
@@ -188,6 +195,29 @@ def fra_rirs(
     x = 2 * cfg.reflection_jitter * ln_beta
     jitter_energy = torch.where(x.abs() > 1e-6, torch.sinh(x) / x, torch.ones_like(x))
     gain = torch.exp(lb * n_refl) * (represents / jitter_energy[:, None, None]).sqrt()
+    return ImageField(center=center, src=src, mics=mics, unit=unit, dist=dist, gain=gain)
+
+
+def fra_rirs(
+    rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """Simulate the RIRs of a batch of rooms.
+
+    Args:
+        rooms: B rooms with S sources and M mics each.
+        draws: (B, S, N, 5) variates from :func:`image_draws`.
+        cfg: simulation settings.
+        device: where to compute.
+
+    Returns:
+        rir: (B, S, M, n_taps) float32 on ``device``; direct path of each mic at delay d/c with
+        gain 1/d (d in metres).
+    """
+    f32 = dict(dtype=torch.float32, device=device)
+    c, fs, os_ = cfg.speed_of_sound, cfg.sample_rate, cfg.oversample
+    field = image_field(rooms, draws, cfg, device)
+    src, mics, gain = field.src, field.mics, field.gain
+    image = field.center[:, :, None, :] + field.dist[..., None] * field.unit  # (B, S, N, 3)
 
     # distances to each mic: images (B, S, M, N) and direct path (B, S, M, 1)
     r_img = (image[:, :, None] - mics[:, None, :, None]).norm(dim=-1)
@@ -197,7 +227,7 @@ def fra_rirs(
 
     # accumulate at the oversampled rate with linear fractional-delay weights; the buffer is
     # zero-padded so the circular FFT filter below cannot wrap the tail onto the direct path
-    n_out = cfg.n_taps + _pad_taps(fs)
+    n_out = cfg.n_taps + pad_taps(fs)
     n_hi = n_out * os_
     pos = r * (fs * os_ / c)
     idx = pos.floor()
@@ -215,6 +245,6 @@ def fra_rirs(
     # Butterworth (the response filtfilt applies). Keeping the first bins of the oversampled
     # spectrum and inverting at the target length resamples; impulse heights are preserved.
     spec = torch.fft.rfft(buf, n=n_hi)[..., : n_out // 2 + 1]
-    spec = spec * _band_response(n_out, fs, cfg.highpass_hz, device)
+    spec = spec * band_response(n_out, fs, cfg.highpass_hz, device)
     rir = torch.fft.irfft(spec, n=n_out)[..., : cfg.n_taps]
     return rir.reshape(B, S, M, cfg.n_taps).contiguous()
