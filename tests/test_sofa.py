@@ -369,3 +369,23 @@ def test_sofa_info_reports_failed_verification_and_unknown_conventions(files, tm
     with pytest.raises(DualmicError, match="sofar cannot read it") as err:
         sofa_info(bad)
     assert "\n" not in str(err.value)
+
+
+def test_binaural_rooms_use_the_sofa_head_frame_and_name_their_hrtf_file(data, tmp_path):
+    """A room of ears (simulate.array.kind hrtf): SingleRoomSRIR that verifies, listener view = the
+    head's front, receivers = the ears in SOFA's head frame (left at +y), the HRTF file named."""
+    ears = ((-0.09, 0.0, 0.0), (0.09, 0.0, 0.0))
+    hrtf = "/usr/share/libmysofa/MIT_KEMAR_normal_pinna.sofa"
+    ex = _export(data, rooms=Rooms.from_frame(data["frame"], ears), mic_offsets=ears, hrtf_file=hrtf)
+    sofa = _read(write_single_room_srir(tmp_path / "room_0000.sofa", ex, 0))
+    sofa.verify()
+    assert sofa.GLOBAL_SOFAConventions == "SingleRoomSRIR"
+    np.testing.assert_allclose(np.asarray(sofa.ReceiverPosition).reshape(2, 3), [[0, 0.09, 0], [0, -0.09, 0]])
+    rot = np.radians(data["rooms"].array_rot_deg[0])
+    front = [-np.sin(rot), np.cos(rot), 0.0]  # the array frame's y axis in room coordinates
+    np.testing.assert_allclose(np.asarray(sofa.ListenerView).reshape(3), front, atol=1e-12)
+    assert "MIT_KEMAR_normal_pinna.sofa" in sofa.GLOBAL_ListenerDescription
+    assert "left ear = mic 0" in sofa.GLOBAL_ReceiverDescription
+    general = _read(write_general_fir(tmp_path / "eval_rirs.sofa", ex))
+    general.verify()
+    assert hrtf in general.GLOBAL_ListenerDescription

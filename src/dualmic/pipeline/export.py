@@ -97,6 +97,7 @@ def run(
         label,
         comment=params_comment(p),
         date_created=date_created or p.export.date_created,
+        hrtf_file=sim.array.sofa if sim.array.kind == "hrtf" else None,
     )
     n_files = min(n_files, n_rooms)
     with atomic_folder(out) as tmp:

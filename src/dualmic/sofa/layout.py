@@ -12,13 +12,20 @@ Two conventions are written with sofar (every file passes ``Sofa.verify()``):
 
 Geometry (all cartesian, metres):
 
-* ``ListenerPosition`` (M, 3): the array centre in room coordinates;
+* ``ListenerPosition`` (M, 3): the array centre (the head centre) in room coordinates;
 * ``ListenerView`` (M or 1, 3): the array frame's x axis in room coordinates, i.e. the mic axis
   (mic 0 -> mic 1) turned by ``array_rot_deg`` about z: (cos, sin, 0); ``ListenerUp`` = (0, 0, 1).
   So atan2(view_y, view_x) = ``array_rot_deg`` and the listener frame *is* the array frame;
 * ``ReceiverPosition`` (R, 3): the mic offsets in the listener (array) frame, exactly
   ``simulate.mic_offsets``;
 * ``SourcePosition`` (M, 3): the source in room coordinates.
+
+Binaural rooms (``simulate.array.kind: hrtf``) follow SOFA's head frame instead, as their HRTF
+file does: ``ListenerView`` is the head's front (the array frame's y axis) and the receivers are
+the ears in the listener frame (x front, y left, z up): receiver 0 the left ear at +y, receiver 1
+the right ear at −y. The HRTF file is named in ``GLOBAL:ListenerDescription`` and
+``GLOBAL:ReceiverDescription``. SingleRoomSRIR is the AES69-2022 convention for binaural room
+responses of a single room (it supersedes SingleRoomDRIR).
 
 Extra per-measurement variables (not in the conventions; each has ``Units`` and ``Description``):
 ``RoomDimensions`` (M, 3) metre [GeneralFIR], ``RT60`` second, ``RoomIndex``, ``SourceIndex``,
@@ -52,6 +59,7 @@ import numpy as np
 from dualmic import __version__
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.files import atomic_path
+from dualmic.sim.hrtf import array_to_sofa_frame
 from dualmic.sim.rooms import Rooms
 
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"  # AES69: "yyyy-mm-dd hh:mm:ss"
@@ -126,7 +134,8 @@ class SofaExport:
     ``predicted_angles`` (R, S) degrees in source order (``predicted_angles`` None: no
     PredictedAngle variable); ``label`` lateral | azimuth; ``comment`` appended to "dualmic
     VERSION" in ``GLOBAL:Comment``; ``date_created`` UTC "YYYY-MM-DD hh:mm:ss" (None:
-    SOURCE_DATE_EPOCH or now; a fixed value makes the files bit-identical across runs).
+    SOURCE_DATE_EPOCH or now; a fixed value makes the files bit-identical across runs);
+    ``hrtf_file`` the SOFA file of the head whose ears the receivers are (None: free-field mics).
     Invalid input is a one-line :class:`DualmicError` before anything is written.
     """
 
@@ -143,6 +152,7 @@ class SofaExport:
         date_created: str | None = None,
         license: str = LICENSE,
         author_contact: str = AUTHOR_CONTACT,
+        hrtf_file: str | None = None,
     ):
         rirs = np.asarray(rirs)
         if rirs.ndim != 4 or rirs.shape[2] != 2:
@@ -184,6 +194,7 @@ class SofaExport:
         self.center = rooms.array_center
         self.rot_deg = rooms.array_rot_deg
         self.src = rooms.src_pos
+        self.hrtf_file = hrtf_file
 
     @property
     def n_rooms(self) -> int:
@@ -194,9 +205,15 @@ class SofaExport:
         return self.rirs.shape[1]
 
     def view(self) -> np.ndarray:
-        """(R, 3) the array frame's x axis (mic axis) in room coordinates."""
-        rot = np.radians(self.rot_deg)
+        """(R, 3) the listener's view in room coordinates: the array frame's x axis (mic axis),
+        or for a head its front (the array frame's y axis)."""
+        rot = np.radians(self.rot_deg) + (np.pi / 2 if self.hrtf_file else 0.0)
         return np.stack([np.cos(rot), np.sin(rot), np.zeros_like(rot)], axis=1)
+
+    def receivers(self) -> np.ndarray:
+        """(M, 3) receiver positions in the listener frame: the mic offsets, or the ears in
+        SOFA's head frame (x front, y left, z up)."""
+        return array_to_sofa_frame(self.mics) if self.hrtf_file else self.mics
 
 
 # --------------------------------------------------------------------------------------------

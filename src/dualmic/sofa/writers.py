@@ -38,6 +38,7 @@ def write_general_fir(
     sofa = load_sofar().Sofa("GeneralFIR", mandatory=True)
     set_globals(sofa, title, ex)
     set_entry(sofa, "GLOBAL_RoomType", "reverberant")
+    describe_receivers(sofa, ex)
     sofa.add_attribute(
         "GLOBAL_RoomDescription",
         "simulated shoebox rooms, one per group of consecutive measurements (RoomIndex); room corners "
@@ -53,7 +54,7 @@ def write_general_fir(
     add_variable(
         sofa, "ListenerUp", [[0.0, 0.0, 1.0]], "IC", None, "up vector of the listener (array) frame: room z"
     )
-    set_entry(sofa, "ReceiverPosition", ex.mics)
+    set_entry(sofa, "ReceiverPosition", ex.receivers())
     set_entry(sofa, "ReceiverPosition_Type", "cartesian")
     set_entry(sofa, "ReceiverPosition_Units", "metre")
     set_entry(sofa, "SourcePosition", ex.src.reshape(n_meas, 3))
@@ -90,17 +91,13 @@ def write_single_room_srir(
     n_src = ex.n_sources
 
     sofa = load_sofar().Sofa("SingleRoomSRIR", mandatory=True)
-    set_globals(sofa, title or f"dualmic simulated room {i:04d}: two-microphone RIRs", ex)
+    what = "binaural RIRs" if ex.hrtf_file else "two-microphone RIRs"
+    set_globals(sofa, title or f"dualmic simulated room {i:04d}: {what}", ex)
     set_entry(sofa, "GLOBAL_RoomType", "shoebox")
     set_entry(sofa, "GLOBAL_DatabaseName", database_name)
     set_entry(sofa, "GLOBAL_RoomShortName", f"room_{i:04d}")
     set_entry(sofa, "GLOBAL_RoomDescription", f"simulated shoebox room, RT60 {ex.rt60[i]:.3f} s")
-    set_entry(sofa, "GLOBAL_ListenerShortName", "dualmic two-mic array")
-    set_entry(
-        sofa,
-        "GLOBAL_ListenerDescription",
-        "two omnidirectional mics; listener frame = array frame (x = mic axis from mic 0 to mic 1, z up)",
-    )
+    describe_receivers(sofa, ex)
     set_entry(sofa, "GLOBAL_SourceDescription", "point sources (talkers), one per measurement")
     set_entry(sofa, "RoomCornerA", np.zeros((1, 3)))
     set_entry(sofa, "RoomCornerB", ex.room_dim[i][None, :])
@@ -118,7 +115,7 @@ def write_single_room_srir(
     set_entry(sofa, "ListenerUp", np.array([[0.0, 0.0, 1.0]]))
     set_entry(sofa, "ListenerView_Type", "cartesian")
     set_entry(sofa, "ListenerView_Units", "metre")
-    set_entry(sofa, "ReceiverPosition", ex.mics[:, :, None])
+    set_entry(sofa, "ReceiverPosition", ex.receivers()[:, :, None])
     set_entry(sofa, "ReceiverPosition_Type", "cartesian")
     set_entry(sofa, "ReceiverPosition_Units", "metre")
     set_entry(sofa, "SourcePosition", ex.src[i])
@@ -134,3 +131,30 @@ def write_single_room_srir(
          "index k of the source in its room (src{k}_* columns of rooms.csv)")  # fmt: skip
     add_angles(sofa, ex, ex.true[i], None if ex.pred is None else ex.pred[i])
     return write_atomic(Path(path), sofa)
+
+
+def describe_receivers(sofa, ex: SofaExport) -> None:
+    """Listener and receiver descriptions; for a head, they name its HRTF file."""
+    if ex.hrtf_file:
+        name = Path(ex.hrtf_file).name
+        listener = (
+            f"the head measured in {name} ({ex.hrtf_file}, SimpleFreeFieldHRIR): binaural "
+            "rooms simulated through its HRIRs; listener frame = SOFA head frame (x front, y left, z up)"
+        )
+        receivers = f"the two ears of {name}: receiver 0 = left ear = mic 0, receiver 1 = right ear = mic 1"
+        short = f"head ({name})"
+    else:
+        listener = (
+            "two omnidirectional mics; listener frame = array frame (x = mic axis from mic 0 to mic 1, z up)"
+        )
+        receivers = "two omnidirectional microphones: receiver k = mic k"
+        short = "dualmic two-mic array"
+    for key, text in (
+        ("GLOBAL_ListenerShortName", short),
+        ("GLOBAL_ListenerDescription", listener),
+        ("GLOBAL_ReceiverDescription", receivers),
+    ):
+        if hasattr(sofa, key):
+            set_entry(sofa, key, text)
+        else:
+            sofa.add_attribute(key, text)
