@@ -32,6 +32,7 @@ def check_params(params: Path = typer.Argument(Path("params.yaml"), help="params
 
 _LABEL_HELP = {
     "lateral": "lateral: angle to the mic axis, mic 0 -> mic 1 along +x",
+    "azimuth360": "azimuth360: full circle, 0 = mic 1 (right ear), 90 = front, 180 = mic 0, 270 = back",
     "azimuth": "azimuth: horizontal azimuth from the mic axis, front/back folded",
 }
 

@@ -8,6 +8,10 @@ Both angles live in the array frame, whose x axis runs from mic 0 to mic 1:
 * ``azimuth_deg`` = |atan2(y, x)| in [0, 180]: the published recipe's label, the horizontal-plane
   azimuth with front/back folded. It equals the lateral angle only for sources at the array's
   height; above or below it, the two differ and the azimuth is not recoverable from two mics.
+* ``azimuth360_deg`` = atan2(y, x) mod 360 in [0, 360): the full-circle horizontal azimuth, 0° at
+  mic 1 (a head's right ear), 90° in front (the array frame's y), 180° at mic 0, 270° behind.
+  Free-field mics cannot tell front from back; the ears of a head can, through the pinnae's
+  spectral cues (``simulate.array.kind: hrtf``). It is circular: 355° and 5° are 10° apart.
 
 A room's label is one angle per source slot, sorted ascending. When fewer talkers than slots are
 active, the slots after the talkers hold NaN ("no source", class ``n_classes`` for a counting
@@ -21,7 +25,24 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ANGLE_KINDS = ("lateral", "azimuth")
+ANGLE_KINDS = ("lateral", "azimuth", "azimuth360")
+CIRCULAR = ("azimuth360",)  # labels on a circle of 360 degrees
+
+
+def label_span_deg(label: str) -> float:
+    """Degrees a label covers: 360 for a circular one, else 180."""
+    return 360.0 if label in CIRCULAR else 180.0
+
+
+def label_period(label: str) -> float | None:
+    """360 for a circular label (errors wrap around), else None."""
+    return 360.0 if label in CIRCULAR else None
+
+
+def angle_difference(a, b, period: float | None = None) -> np.ndarray:
+    """a - b in degrees; on a circle of ``period`` degrees, the signed shortest way round."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return d if period is None else (d + period / 2) % period - period / 2
 
 
 def lateral_deg(direction: np.ndarray) -> np.ndarray:
@@ -34,6 +55,11 @@ def lateral_deg(direction: np.ndarray) -> np.ndarray:
 def azimuth_deg(direction: np.ndarray) -> np.ndarray:
     """Front/back-folded azimuth |atan2(y, x)|. ``direction``: (..., 3) → (...) degrees."""
     return np.abs(np.degrees(np.arctan2(direction[..., 1], direction[..., 0])))
+
+
+def azimuth360_deg(direction: np.ndarray) -> np.ndarray:
+    """Full-circle azimuth atan2(y, x) mod 360. ``direction``: (..., 3) → (...) degrees."""
+    return np.degrees(np.arctan2(direction[..., 1], direction[..., 0])) % 360.0
 
 
 def angle_to_class(angle_deg: np.ndarray, class_width_deg: float, n_classes: int) -> np.ndarray:
@@ -84,15 +110,18 @@ class LabelCoding:
     counting: bool = False  # class n_classes means "no source in this slot"
     sigma_deg: float = 0.0  # Gaussian target over the classes around the true angle; 0 = one-hot
     decode: str = "argmax"  # argmax: best class centre | peak: parabola through the best 3 classes
+    circular: bool = False  # the classes go round a circle (labels.angle azimuth360)
 
     @classmethod
     def from_params(cls, p) -> LabelCoding:
         lab = p.labels
-        return cls(lab.class_width_deg, lab.n_classes, lab.counting, lab.sigma_deg, lab.decode)
+        circular = lab.angle in CIRCULAR
+        return cls(lab.class_width_deg, lab.n_classes, lab.counting, lab.sigma_deg, lab.decode, circular)
 
     @classmethod
     def from_meta(cls, meta: dict, n_classes: int, decode: str = "peak") -> LabelCoding:
         """The coding of a saved model (one from before counting does not count), read by
         ``decode``: decoding is a choice at inference, not part of the trained model."""
         counting = bool(meta.get("counting", False))
-        return cls(float(meta["class_width_deg"]), int(n_classes), counting, 0.0, decode)
+        circular = meta.get("label") in CIRCULAR
+        return cls(float(meta["class_width_deg"]), int(n_classes), counting, 0.0, decode, circular)

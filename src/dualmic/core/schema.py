@@ -205,7 +205,7 @@ class SourcesParams(Section):
 
 
 class LabelsParams(Section):
-    angle: Literal["lateral", "azimuth"]
+    angle: Literal["lateral", "azimuth", "azimuth360"]
     class_width_deg: PosFloat
     n_classes: PosInt
     counting: StrictBool = False  # an extra "no source" class per slot: the model counts talkers
@@ -214,9 +214,12 @@ class LabelsParams(Section):
 
     @model_validator(mode="after")
     def _cover(self):
-        span = self.class_width_deg * self.n_classes
-        if abs(span - 180.0) > 1e-6:
-            raise ValueError(f"n_classes x class_width_deg = {span:g} deg; they must cover exactly 180 deg")
+        span, need = self.class_width_deg * self.n_classes, 360.0 if self.angle == "azimuth360" else 180.0
+        if abs(span - need) > 1e-6:
+            raise ValueError(
+                f"n_classes x class_width_deg = {span:g} deg; they must cover exactly {need:g} deg "
+                f"(labels.angle {self.angle})"
+            )
         return self
 
 

@@ -67,20 +67,22 @@ def slot_peak_deg(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
     ``argmax``: the centre of the best angle class. ``peak``: the vertex of the parabola through
     the pooled log-probabilities of the best class and its two neighbours (exact for a Gaussian
     peak, which ``labels.sigma_deg`` trains for), kept within the best class; edge classes keep
-    their centre.
+    their centre (on a circular label, the classes wrap round and none is an edge).
     """
     logp = np.asarray(log_probs, dtype=np.float64)[..., : coding.n_classes]
     best = logp.argmax(-1)
     angle = class_centre_deg(best, coding.class_width_deg)
     if coding.decode != "peak" or coding.n_classes < 3:
         return angle
-    inner = np.clip(best, 1, coding.n_classes - 2)
-    y0, y1, y2 = (np.take_along_axis(logp, (inner + d)[..., None], -1)[..., 0] for d in (-1, 0, 1))
+    n = coding.n_classes
+    inner = best if coding.circular else np.clip(best, 1, n - 2)  # a circle has no edge class
+    y0, y1, y2 = (np.take_along_axis(logp, ((inner + d) % n)[..., None], -1)[..., 0] for d in (-1, 0, 1))
     curve = y0 - 2 * y1 + y2
     with np.errstate(divide="ignore", invalid="ignore"):
         shift = np.where(curve < 0, 0.5 * (y0 - y2) / curve, 0.0)
     shift = np.where(best == inner, np.clip(shift, -0.5, 0.5), 0.0)
-    return angle + shift * coding.class_width_deg
+    angle = angle + shift * coding.class_width_deg
+    return angle % (n * coding.class_width_deg) if coding.circular else angle
 
 
 def pooled_probs(log_probs: np.ndarray) -> np.ndarray:

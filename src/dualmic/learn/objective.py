@@ -39,7 +39,11 @@ def slot_targets(angles: torch.Tensor, coding: LabelCoding) -> torch.Tensor:
     k = coding.n_classes
     if coding.sigma_deg > 0:
         centres = (torch.arange(k, dtype=torch.float64, device=a.device) + 0.5) * coding.class_width_deg
-        weight = torch.exp(-0.5 * ((a[..., None] - centres) / coding.sigma_deg) ** 2)
+        diff = a[..., None] - centres
+        if coding.circular:  # the shortest way round: the last class neighbours the first
+            span = k * coding.class_width_deg
+            diff = torch.remainder(diff + span / 2, span) - span / 2
+        weight = torch.exp(-0.5 * (diff / coding.sigma_deg) ** 2)
         target = weight / weight.sum(-1, keepdim=True)
     else:
         cls = torch.floor(a / coding.class_width_deg).long().clamp(0, k - 1)

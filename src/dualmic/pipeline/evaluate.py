@@ -27,7 +27,7 @@ import numpy as np
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy, save_json
-from dualmic.core.labels import LabelCoding, source_counts
+from dualmic.core.labels import LabelCoding, label_period, label_span_deg, source_counts
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.learn.inference import model_answers, pooled_log_probs
@@ -92,13 +92,16 @@ def run(
         )
     pred.update(answers)  # model_known_count, for a counting model
 
-    errors = {name: metrics.slot_errors(pr, angles) for name, pr in pred.items()}
+    period = label_period(p.labels.angle)
+    errors = {name: metrics.slot_errors(pr, angles, period) for name, pr in pred.items()}
     scores: dict = {"label": p.labels.angle}
     for name, pr in pred.items():
-        scores.update(metrics.summary(pr, angles, name))
+        scores.update(metrics.summary(pr, angles, name, period))
+        if period is not None:
+            scores.update(metrics.front_back_summary(pr, angles, name))
     if coding.counting:
-        scores.update(metrics.count_summary(pred["model"], angles, "model"))
-    separation = metrics.separation_deg(angles)
+        scores.update(metrics.count_summary(pred["model"], angles, "model", period))
+    separation = metrics.separation_deg(angles, period)
 
     plots.write_confusion(
         plots_dir / "confusion.json", classes, pred_classes, p.labels.class_width_deg, p.labels.n_classes
@@ -115,6 +118,12 @@ def run(
         {k: metrics.binned_mae(separation, e, p.evaluate.separation_bins_deg) for k, e in errors.items()},
     )
     plots.write_error_histogram(plots_dir / "error_histogram.csv", errors)
-    plots.write_polar_error(plots_dir / "polar_error.csv", angles, errors, p.labels.class_width_deg)
+    plots.write_polar_error(
+        plots_dir / "polar_error.csv",
+        angles,
+        errors,
+        p.labels.class_width_deg,
+        label_span_deg(p.labels.angle),
+    )
     save_json(metrics_dir / "eval.json", scores)
     return scores

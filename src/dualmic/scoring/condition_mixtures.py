@@ -188,14 +188,20 @@ def predictions(
     return pred
 
 
-def condition_scores(name: str, pred: dict[str, np.ndarray], angles: np.ndarray) -> dict:
+def condition_scores(
+    name: str, pred: dict[str, np.ndarray], angles: np.ndarray, period: float | None = None
+) -> dict:
     """Flat scores ``<name>.<method>.mae_deg`` / ``.acc_10deg`` (sources of correctly counted
-    rooms), ``<name>.n_rooms`` and, for a counting model, ``<name>.model.count_acc``."""
+    rooms), ``<name>.n_rooms``, for a counting model ``<name>.model.count_acc`` and, on a circular
+    label (``period``), the model's ``front_back_confusion``."""
     out: dict = {f"{name}.n_rooms": int(len(angles))}
     for method, pr in pred.items():
-        summary = metrics.summary(pr, angles, f"{name}.{method}")
+        summary = metrics.summary(pr, angles, f"{name}.{method}", period)
         out.update({f"{name}.{method}.{k}": summary[f"{name}.{method}.{k}"] for k in KEPT_SCORES})
     if "model_known_count" in pred:
-        count = metrics.count_summary(pred["model"], angles, f"{name}.model")
+        count = metrics.count_summary(pred["model"], angles, f"{name}.model", period)
         out[f"{name}.model.count_acc"] = count[f"{name}.model.count_acc"]
+    if period is not None:
+        key = f"{name}.model.front_back_confusion"
+        out[key] = metrics.front_back_summary(pred["model"], angles, f"{name}.model")[key]
     return out

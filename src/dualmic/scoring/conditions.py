@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from dualmic.core.errors import DualmicError
+from dualmic.core.labels import angle_difference, label_period
 from dualmic.core.params import Params
 from dualmic.core.schema_conditions import CONDITION_NAMES
 from dualmic.sim.batches import fra_config, head, room_rirs, room_spec
@@ -170,7 +171,7 @@ def _place_sources(cond: Condition, spec: RoomSpec, rooms: Rooms, b: int, index:
             pos, ok = _candidates(rng, spec, dim, center, elevation)
             if k == 1 and cond.max_separation_deg is not None:
                 ang = _label_angles(rooms, b, np.concatenate([placed[0][None], pos]), label)
-                ok &= np.abs(ang[1:] - ang[0]) < cond.max_separation_deg
+                ok &= np.abs(angle_difference(ang[1:], ang[0], label_period(label))) < cond.max_separation_deg
                 ok &= np.linalg.norm(pos - placed[0], axis=1) >= MIN_TALKER_SPACING_M
             if ok.any():
                 placed.append(pos[np.argmax(ok)])

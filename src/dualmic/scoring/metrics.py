@@ -3,45 +3,83 @@
 Every room has ``S`` source slots (2 in dualmic); predictions and true angles are (N, S) degrees,
 NaN where a slot holds no source. Both are sorted ascending per room (NaN last) before they are
 compared, so slot 1 always pairs the smaller predicted angle with the smaller true angle,
-whatever order a method returned them in. Angles are compared only in rooms whose number of
-sources was found (the count is right); the count itself is scored apart.
+whatever order a method returned them in. On a circular label (``period`` 360, labels.angle
+azimuth360) errors go the shortest way round and each room's predictions are paired with its
+true angles in the order that makes the summed error smallest. Angles are compared only in rooms
+whose number of sources was found (the count is right); the count itself is scored apart.
 """
 
 from __future__ import annotations
 
+from itertools import permutations
+
 import numpy as np
 
-from dualmic.core.labels import source_counts
+from dualmic.core.labels import angle_difference, source_counts
 
 DECIMALS = 4
 
 
-def _pair(pred_deg, true_deg) -> tuple[np.ndarray, np.ndarray]:
+def _pair(pred_deg, true_deg, period: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Both (N, S) sorted ascending per room; on a circle, each room's predictions reordered to
+    the pairing with the smallest summed circular error."""
     pred = np.sort(np.asarray(pred_deg, dtype=np.float64), axis=1)
     true = np.sort(np.asarray(true_deg, dtype=np.float64), axis=1)
     if pred.ndim != 2 or pred.shape != true.shape:
         raise ValueError(f"predictions {pred.shape} and true angles {true.shape} must both be (N, S)")
-    return pred, true
+    if period is None:
+        return pred, true
+    best, best_cost = pred.copy(), np.full(len(pred), np.inf)
+    for order in permutations(range(pred.shape[1])):
+        cand = pred[:, order]
+        err = np.abs(angle_difference(cand, true, period))
+        mismatch = (np.isfinite(cand) != np.isfinite(true)).any(axis=1)
+        cost = np.where(mismatch, np.inf, np.nansum(err, axis=1))
+        better = cost < best_cost
+        best[better], best_cost[better] = cand[better], cost[better]
+    return best, true
 
 
-def slot_errors(pred_deg, true_deg) -> np.ndarray:
-    """Absolute error of every source after sorting both (N, S) arrays ascending per room; NaN
-    for empty slots and for every slot of a room whose count is wrong."""
-    pred, true = _pair(pred_deg, true_deg)
-    err = np.abs(pred - true)
+def slot_errors(pred_deg, true_deg, period: float | None = None) -> np.ndarray:
+    """Absolute error of every source after pairing the (N, S) arrays per room (sorted, or on a
+    circle of ``period`` degrees the closest pairing); NaN for empty slots and for every slot of a
+    room whose count is wrong."""
+    pred, true = _pair(pred_deg, true_deg, period)
+    err = np.abs(angle_difference(pred, true, period))
     err[source_counts(pred) != source_counts(true)] = np.nan
     return err
 
 
-def separation_deg(true_deg) -> np.ndarray:
-    """Angular separation of a room's sources: largest minus smallest angle, (N,) degrees
-    (NaN for rooms with fewer than two sources)."""
+def separation_deg(true_deg, period: float | None = None) -> np.ndarray:
+    """Angular separation of a room's sources: largest minus smallest angle (on a circle, the
+    shorter way round), (N,) degrees (NaN for rooms with fewer than two sources)."""
     true = np.asarray(true_deg, dtype=np.float64)
     with np.errstate(invalid="ignore"):
         sep = np.nanmax(np.where(np.isnan(true), -np.inf, true), axis=1) - np.nanmin(
             np.where(np.isnan(true), np.inf, true), axis=1
         )
+    if period is not None:
+        sep = np.abs(angle_difference(sep, 0.0, period))
     return np.where(source_counts(true) >= 2, sep, np.nan)
+
+
+def front_back_summary(pred_deg, true_deg, prefix: str, margin_deg: float = 10.0) -> dict:
+    """Front/back scores of full-circle azimuths (labels.angle azimuth360; front = 0..180°):
+    ``front_back_confusion``, the fraction of sources (correctly counted rooms, more than
+    ``margin_deg`` from the interaural axis) predicted in the wrong hemisphere, and
+    ``mae_front_back_resolved_deg``, the MAE of the sources whose hemisphere is right (or that lie
+    within the margin of the axis, where front and back meet)."""
+    pred, true = _pair(pred_deg, true_deg, 360.0)
+    same_count = (source_counts(pred) == source_counts(true))[:, None]
+    found = same_count & np.isfinite(pred) & np.isfinite(true)
+    sin_t, sin_p = np.sin(np.radians(np.nan_to_num(true))), np.sin(np.radians(np.nan_to_num(pred)))
+    judged = found & (np.abs(sin_t) > np.sin(np.radians(margin_deg)))
+    confused = judged & (np.sign(sin_t) != np.sign(sin_p))
+    err = np.abs(angle_difference(pred, true, 360.0))
+    return {
+        f"{prefix}.front_back_confusion": _r(confused.sum() / judged.sum()) if judged.any() else None,
+        f"{prefix}.mae_front_back_resolved_deg": _r(_mean(err[found & ~confused])),
+    }
 
 
 def _r(x) -> float | None:
@@ -55,14 +93,14 @@ def _mean(values) -> float:
     return float(v.mean()) if len(v) else float("nan")
 
 
-def count_summary(pred_deg, true_deg, prefix: str) -> dict:
+def count_summary(pred_deg, true_deg, prefix: str, period: float | None = None) -> dict:
     """Flat count scores ``{prefix}.<name>``: ``count_acc`` (rooms with the right number of
     sources), ``missed_rate`` (true sources not reported / true sources), ``false_alarm_rate``
     (sources reported beyond the true count / rooms) and ``mae_{k}src_deg`` (correctly counted
     rooms of k sources, k >= 1)."""
     pred, true = _pair(pred_deg, true_deg)
     k_pred, k_true = source_counts(pred), source_counts(true)
-    err = slot_errors(pred, true)
+    err = slot_errors(pred, true, period)
     out = {
         f"{prefix}.count_acc": _r((k_pred == k_true).mean()),
         f"{prefix}.missed_rate": _r(np.maximum(k_true - k_pred, 0).sum() / max(k_true.sum(), 1)),
@@ -80,7 +118,7 @@ def count_confusion(true_deg, pred_deg, n_slots: int) -> np.ndarray:
     return out
 
 
-def summary(pred_deg, true_deg, prefix: str) -> dict:
+def summary(pred_deg, true_deg, prefix: str, period: float | None = None) -> dict:
     """Flat metrics of one method, keys ``{prefix}.<name>``.
 
     * ``mae_deg``: mean absolute error over all sources; ``mae_slot{k}_deg`` per sorted slot
@@ -93,7 +131,7 @@ def summary(pred_deg, true_deg, prefix: str) -> dict:
     and every slot full this is the plain two-slot score. ``both_within_10deg`` is over correctly
     counted rooms with a source. Floats are rounded to 4 decimals (None when nothing is scored).
     """
-    err = slot_errors(pred_deg, true_deg)
+    err = slot_errors(pred_deg, true_deg, period)
     if len(err) == 0:
         raise ValueError("no rooms to score")
     found = np.isfinite(err)

@@ -96,14 +96,15 @@ def write_polar_error(
     true_angles: np.ndarray,
     errors_by_method: dict[str, np.ndarray],
     bin_width: float,
+    span_deg: float = 180.0,
 ) -> None:
-    """MAE per true angle (the polar error plot): one row per ``bin_width`` bin of 0..180 deg.
+    """MAE per true angle (the polar error plot): one row per ``bin_width`` bin of 0..``span_deg``.
 
     Columns: angle_deg (bin centre), lo, hi, n_sources, one MAE column per method (empty where a
     bin holds no source or the method was not run). ``true_angles`` and the errors are (N, S).
     """
     true = np.asarray(true_angles, dtype=np.float64).ravel()
-    edges = np.arange(0.0, 180.0 + bin_width / 2, bin_width)
+    edges = np.arange(0.0, span_deg + bin_width / 2, bin_width)
     idx = np.clip(np.digitize(true, edges[1:-1]), 0, len(edges) - 2)
     idx = np.where(np.isfinite(true), idx, len(edges) - 1)  # no source: an overflow bin, dropped
     table = pd.DataFrame({"angle_deg": (edges[:-1] + edges[1:]) / 2, "lo": edges[:-1], "hi": edges[1:]})

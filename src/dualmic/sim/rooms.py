@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import azimuth_deg, lateral_deg
+from dualmic.core.labels import azimuth360_deg, azimuth_deg, lateral_deg
 
 GEOMETRY_COLUMNS = ("room_x", "room_y", "room_z", "rt60", "array_x", "array_y", "array_z", "array_rot_deg")
-LABELS = ("lateral", "azimuth")
+LABELS = ("lateral", "azimuth")  # stored in rooms.csv
+DERIVED = {"azimuth360": azimuth360_deg}  # computed from the stored geometry
 
 _CANDIDATES = 256  # source positions drawn per attempt; the first valid one is kept
 _NOISE_STREAM = 0x501  # keeps point-noise positions apart from the room and source draws
@@ -82,10 +83,13 @@ class Rooms:
         return self.src_pos.shape[1]
 
     def angles(self, label: str, stored: bool = False) -> np.ndarray:
-        """(B, S) degrees of ``label`` (lateral | azimuth) per source, in source order: the values
-        read from rooms.csv when there are (``stored``: they must be), else computed."""
+        """(B, S) degrees of ``label`` (lateral | azimuth | azimuth360) per source, in source order:
+        the values read from rooms.csv when there are (``stored``: they must be), else computed;
+        azimuth360 is always computed from the stored geometry."""
         if label in self.stored_angles:
             return self.stored_angles[label]
+        if label in DERIVED:
+            return DERIVED[label](self.src_direction_array_frame())
         if stored:
             cols = ", ".join(f"src{k}_{label}_deg" for k in range(self.n_sources))
             raise DualmicError(

@@ -78,6 +78,11 @@ LABEL_CONVENTIONS = {
         "azimuth: |atan2(y, x)| of the source direction (from the array centre) in the array frame "
         "(x from mic 0 to mic 1, z up), front/back folded into 0..180 deg"
     ),
+    "azimuth360": (
+        "azimuth360: atan2(y, x) mod 360 of the source direction (from the array centre) in the array "
+        "frame (x from mic 0 to mic 1 = towards the right ear, y front, z up): 0 deg = mic-1 side, "
+        "90 deg = front, 180 deg = mic-0 side, 270 deg = back"
+    ),
 }
 _PREDICTION_NOTE = (
     "the model predicts a room's angles sorted ascending (class centres); they are assigned to the "
