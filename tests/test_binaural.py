@@ -169,8 +169,6 @@ def test_mic_offsets_must_be_the_ears(sim):
     wrong = sim.model_copy(update={"mic_offsets": ((-0.05, 0.0, 0.0), (0.05, 0.0, 0.0))})
     with pytest.raises(DualmicError, match=r"not the ears of .*set simulate.mic_offsets=\[\[-0.09"):
         head(wrong)
-    with pytest.raises(DualmicError, match="method ism simulates free-field mics only"):
-        head(sim.model_copy(update={"method": "ism"}))
 
 
 def _write_sofa(path, convention="SimpleFreeFieldHRIR", n_dirs=24, rate=44100.0):
@@ -223,3 +221,27 @@ def test_any_simple_free_field_file_is_read(tmp_path):
     assert np.isclose(np.mean(np.sum(hrtf.ir.astype(np.float64) ** 2, -1)), 1, atol=1e-5)
     # azimuth 90 (SOFA: left) is the array frame's -x
     assert np.allclose(hrtf.directions[6], [-1, 0, 0], atol=1e-9)
+
+
+def test_ism_with_the_same_measured_head_agrees_on_the_direct_sound(kemar):
+    """pyroomacoustics' ISM with the KEMAR file as measured ear directivities and dualmic's binaural
+    FRA-RIR give the same interaural level and time differences of the direct sound."""
+    from dualmic.sim.fra import FraConfig
+    from dualmic.sim.ism import ism_rirs
+    from dualmic.sim.rooms import RoomSpec
+
+    ears = ((-0.09, 0.0, 0.0), (0.09, 0.0, 0.0))
+    spec = RoomSpec((4.0, 4.0, 2.5), (6.0, 5.0, 3.0), (0.2, 0.3), (1.0, 2.5), 0.5, ears, True, 2)
+    rooms = sample_rooms(spec, 11, 0, 2)
+    ism = ism_rirs(rooms, FS, 2400, 343.0, kemar)
+    fra = binaural_rirs(rooms, image_draws(11, 0, 2, 2, 2048), FraConfig(FS, 2400), kemar).numpy()
+    arrival = np.linalg.norm(rooms.src_pos - rooms.array_center[:, None], axis=-1) / 343.0 * FS
+    for b in range(2):
+        for s in range(2):
+            w = slice(int(arrival[b, s]) - 20, int(arrival[b, s]) + 40)  # before the first reflection
+            ild = [10 * np.log10((x[0, w] ** 2).sum() / (x[1, w] ** 2).sum()) for x in (ism[b, s], fra[b, s])]
+            itd = [np.argmax(np.correlate(x[0, w], x[1, w], "full")) for x in (ism[b, s], fra[b, s])]
+            assert abs(ild[0] - ild[1]) < 1.5, (
+                f"room {b} source {s}: ILD ISM {ild[0]:.1f}, FRA {ild[1]:.1f} dB"
+            )
+            assert abs(itd[0] - itd[1]) <= 1

@@ -206,7 +206,7 @@ def condition_rirs(
     taps = condition_taps(cond, p)
     hrtf = head(sim)
     if sim.method == "ism":
-        return ism_rirs(rooms, sim.sample_rate, taps, sim.speed_of_sound)
+        return ism_rirs(rooms, sim.sample_rate, taps, sim.speed_of_sound, hrtf)
     cfg = replace(fra_config(sim), n_taps=taps)
     seed = p.conditions.room_seed(cond.name)
     draws = image_draws(seed, start, len(rooms), rooms.n_sources, cfg.n_images)

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import torch
 
-from dualmic.core.errors import DualmicError
 from dualmic.core.params import SimulateParams
 from dualmic.sim.binaural import binaural_rirs
 from dualmic.sim.fra import NOISE_STREAM, FraConfig, fra_rirs, image_draws
@@ -45,15 +44,11 @@ def fra_config(sim: SimulateParams, split: str | None = None) -> FraConfig:
     )
 
 
-def head(sim: SimulateParams, method: str | None = None) -> Hrtf | None:
+def head(sim: SimulateParams) -> Hrtf | None:
     """The measured head of ``simulate.array`` (kind hrtf), checked against the mic positions;
     None for a free-field pair."""
     if sim.array.kind != "hrtf":
         return None
-    if (method or sim.method) == "ism":
-        raise DualmicError(
-            "simulate.method ism simulates free-field mics only; use method fra with simulate.array.kind hrtf"
-        )
     hrtf = load_hrtf(sim.array.sofa, sim.sample_rate)
     check_ears(hrtf, sim.mic_offsets)
     return hrtf
@@ -82,7 +77,7 @@ def simulate_batches(
     """
     split_p = sim.split(split)
     spec, cfg, method = room_spec(sim, split), fra_config(sim, split), sim.method_for(split)
-    hrtf = head(sim, method)
+    hrtf = head(sim)
     starts = list(range(0, split_p.n_rooms, sim.batch_size))
 
     def prepare(start: int):
@@ -105,7 +100,7 @@ def simulate_batches(
             if i + 1 < len(starts):
                 pending = pool.submit(prepare, starts[i + 1])
             if method == "ism":
-                rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound)
+                rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, hrtf)
             else:
                 rirs = room_rirs(rooms, draws, cfg, sim, hrtf, device)
             yield start, rooms, rirs

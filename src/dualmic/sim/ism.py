@@ -5,6 +5,12 @@ speed benchmarks. Absorption and maximum order come from ``pyroomacoustics.inver
 (Eyring's formula where Sabine's cannot reach the target RT60, see :func:`ism_absorption`).
 pyroomacoustics delays every RIR by half its fractional-delay filter; that offset is removed
 so both simulators put the direct path at d / c.
+
+With a measured head (``simulate.array.kind: hrtf``) both receivers sit at the head centre with
+pyroomacoustics' measured directivities of the two ears (``MeasuredDirectivityFile``, which reads
+the SOFA file through python-sofa), turned with the head: every image reaches each ear through
+the HRIR of its direction. The HRIRs' own onset (:attr:`dualmic.sim.hrtf.Hrtf.origin`) is removed
+too, so the arrival at the head centre is at d / c as in :mod:`dualmic.sim.binaural`.
 """
 
 from __future__ import annotations
@@ -12,12 +18,22 @@ from __future__ import annotations
 import numpy as np
 import pyroomacoustics as pra
 
+from dualmic.sim.hrtf import Hrtf
 from dualmic.sim.rooms import Rooms
 
 
-def ism_rirs(rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float = 343.0) -> np.ndarray:
-    """Simulate rooms with the ISM: (B, S, M, n_taps) float32, direct path at d/c, gain ≈ 1/d."""
+def ism_rirs(
+    rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float = 343.0, hrtf: Hrtf | None = None
+) -> np.ndarray:
+    """Simulate rooms with the ISM: (B, S, M, n_taps) float32, direct path at d/c, gain ≈ 1/d;
+    with ``hrtf``, to the two ears of that head (M = 2)."""
     offset = pra.constants.get("frac_delay_length") // 2
+    ears = None
+    if hrtf is not None:
+        from pyroomacoustics.directivities import MeasuredDirectivityFile  # noqa: PLC0415
+
+        ears = MeasuredDirectivityFile(hrtf.path, fs=sample_rate)
+        offset += int(round(hrtf.origin))
     n_rooms, n_src = rooms.src_pos.shape[:2]
     n_mics = rooms.mic_pos.shape[1]
     out = np.zeros((n_rooms, n_src, n_mics, n_taps), dtype=np.float32)
@@ -25,7 +41,7 @@ def ism_rirs(rooms: Rooms, sample_rate: int, n_taps: int, speed_of_sound: float 
     pra.constants.set("c", speed_of_sound)  # pyroomacoustics reads the speed of sound globally
     try:
         for b in range(n_rooms):
-            out[b] = _one_room(rooms, b, sample_rate, n_taps, speed_of_sound, offset)
+            out[b] = _one_room(rooms, b, sample_rate, n_taps, speed_of_sound, offset, ears)
     finally:
         pra.constants.set("c", default_c)
     return out
@@ -48,8 +64,10 @@ def ism_absorption(rt60: float, room_dim: np.ndarray, c: float) -> tuple[float, 
         return float(absorption), int(np.ceil(c * rt60 / radius - 1))
 
 
-def _one_room(rooms: Rooms, b: int, sample_rate: int, n_taps: int, c: float, offset: int) -> np.ndarray:
-    """(S, M, n_taps) ISM RIRs of room ``b``."""
+def _one_room(
+    rooms: Rooms, b: int, sample_rate: int, n_taps: int, c: float, offset: int, ears=None
+) -> np.ndarray:
+    """(S, M, n_taps) ISM RIRs of room ``b``; ``ears``: a MeasuredDirectivityFile of a head."""
     n_src, n_mics = rooms.src_pos.shape[1], rooms.mic_pos.shape[1]
     out = np.zeros((n_src, n_mics, n_taps), dtype=np.float32)
     dim = rooms.room_dim[b]
@@ -63,7 +81,16 @@ def _one_room(rooms: Rooms, b: int, sample_rate: int, n_taps: int, c: float, off
     )
     for s in range(n_src):
         room.add_source(rooms.src_pos[b, s])
-    room.add_microphone_array(rooms.mic_pos[b].T)
+    if ears is None:
+        room.add_microphone_array(rooms.mic_pos[b].T)
+    else:  # both ears at the head centre; SOFA's front (x) is the array frame's y
+        from pyroomacoustics.directivities import Rotation3D  # noqa: PLC0415
+
+        turn = Rotation3D([float(rooms.array_rot_deg[b]) + 90.0], "z", degrees=True)
+        for ear in range(2):
+            room.add_microphone(
+                rooms.array_center[b], directivity=ears.get_mic_directivity(ear, orientation=turn)
+            )
     room.compute_rir()
     for m in range(n_mics):
         for s in range(n_src):
