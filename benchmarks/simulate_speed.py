@@ -6,9 +6,14 @@ ranges of params.yaml), and the script prints configs/s for each, their ratio, p
 two sanity checks (finite outputs, direct-path delay of mic 0 against the geometry). With a CUDA
 device it also compares CUDA against CPU on the first rooms.
 
+With ``--head`` both simulators render binaural rooms instead: the two receivers are the ears of
+the head measured in ``simulate.array.sofa`` (dualmic's binaural FRA-RIR against
+pyroomacoustics' ISM with the same file as measured ear directivities).
+
 Run from the repository root:
 
     .venv/bin/python benchmarks/simulate_speed.py
+    .venv/bin/python benchmarks/simulate_speed.py --head --n-ism 8
     .venv/bin/python benchmarks/simulate_speed.py --device cuda --json speed.json
 """
 
@@ -41,8 +46,9 @@ from rich.table import Table
 
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError, user_errors
-from dualmic.sim.batches import fra_config, room_spec, simulate_batches
-from dualmic.sim.fra import fra_rirs, image_draws
+from dualmic.sim.batches import fra_config, head, room_rirs, room_spec, simulate_batches
+from dualmic.sim.fra import image_draws
+from dualmic.sim.hrtf import load_hrtf
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
@@ -116,7 +122,7 @@ def time_ism(spec: RoomSpec, seed: int, n_rooms: int, sim) -> dict:
         t0 = time.perf_counter()
         rooms = sample_rooms(spec, seed, i, 1)
         try:
-            rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound)
+            rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound, head(sim))
         except ValueError:
             skipped.append(i)
             continue
@@ -140,19 +146,17 @@ def time_ism(spec: RoomSpec, seed: int, n_rooms: int, sim) -> dict:
     }
 
 
-def fra_batch(spec, seed, start, count, n_sources, cfg, device):
-    """One batch as the simulate stage does it: rooms, draws, fra_rirs, copy to the host.
+def fra_batch(spec, seed, start, count, sim, cfg, device):
+    """One batch as the simulate stage does it: rooms, draws, RIRs, copy to the host.
 
-    Returns (rooms, rirs numpy, seconds for rooms+draws, seconds for fra_rirs+copy).
+    Returns (rooms, rirs numpy, seconds for rooms+draws, seconds for the RIRs+copy).
     """
     t0 = time.perf_counter()
     rooms = sample_rooms(spec, seed, start, count)
-    draws = image_draws(seed, start, count, n_sources, cfg.n_images)
+    draws = image_draws(seed, start, count, sim.n_sources, cfg.n_images)
     t1 = time.perf_counter()
-    with torch.inference_mode():
-        out = fra_rirs(rooms, draws, cfg, device)
-        sync(device)
-        rirs = out.cpu().numpy()
+    rirs = room_rirs(rooms, draws, cfg, sim, head(sim), device)
+    sync(device)
     t2 = time.perf_counter()
     return rooms, rirs, t1 - t0, t2 - t1
 
@@ -167,9 +171,7 @@ def time_fra(split: str, n_rooms: int, batch: int, device, sim) -> dict:
             "splits": {split: sim.splits[split].model_copy(update={"n_rooms": n_rooms})},
         }
     )
-    fra_batch(
-        room_spec(sim), sim.splits[split].seed, 0, min(batch, n_rooms), sim.n_sources, fra_config(sim), device
-    )
+    fra_batch(room_spec(sim), sim.splits[split].seed, 0, min(batch, n_rooms), sim, fra_config(sim), device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     errors, finite, checked_s = [], True, 0.0
@@ -200,16 +202,15 @@ def time_fra(split: str, n_rooms: int, batch: int, device, sim) -> dict:
     return out
 
 
-def compare_devices(spec, seed, n_rooms, batch, n_sources, cfg, device) -> dict:
+def compare_devices(spec, seed, n_rooms, batch, sim, cfg, device) -> dict:
     """max |cpu - cuda| / max |cpu| over the RIRs of rooms 0..n_rooms-1."""
     max_diff, max_ref = 0.0, 0.0
     for start in range(0, n_rooms, batch):
         count = min(batch, n_rooms - start)
         rooms = sample_rooms(spec, seed, start, count)
-        draws = image_draws(seed, start, count, n_sources, cfg.n_images)
-        with torch.inference_mode():
-            ref = fra_rirs(rooms, draws, cfg, "cpu").double()
-            dev = fra_rirs(rooms, draws, cfg, device).cpu().double()
+        draws = image_draws(seed, start, count, sim.n_sources, cfg.n_images)
+        ref = torch.from_numpy(room_rirs(rooms, draws, cfg, sim, head(sim), "cpu")).double()
+        dev = torch.from_numpy(room_rirs(rooms, draws, cfg, sim, head(sim), device)).double()
         max_diff = max(max_diff, float((ref - dev).abs().max()))
         max_ref = max(max_ref, float(ref.abs().max()))
     return {
@@ -233,7 +234,7 @@ def render(result: dict, console: Console) -> None:
     console.print(
         f"split {s['split']} (seed {s['seed']}), {s['n_sources']} sources x {s['n_mics']} mics, "
         f"{s['n_taps']} taps at {s['sample_rate']} Hz; FRA {s['n_images']} images, "
-        f"oversample {s['oversample']}"
+        f"oversample {s['oversample']}; receivers: {s['receivers']}"
     )
     table = Table(box=box.SIMPLE_HEAD, show_edge=False)
     for col in ("simulator", "device", "rooms", "seconds", "configs/s", "RIRs/s"):
@@ -300,6 +301,9 @@ def main(
     ),
     batch_size: int = typer.Option(None, min=1, help="FRA rooms per batch (default: simulate.batch_size)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda (FRA only; ISM always runs on CPU)"),
+    head_: bool = typer.Option(
+        False, "--head", help="binaural: both simulators render the ears of simulate.array.sofa"
+    ),
     threads: int = threads_option(),
     json_path: Path = json_option(),
 ) -> None:
@@ -309,6 +313,14 @@ def main(
         set_threads(threads)
         p, split_params = load_split(params, split)
         sim = p.simulate
+        if head_:
+            ears = load_hrtf(sim.array.sofa, sim.sample_rate).ear_offsets
+            sim = sim.model_copy(
+                update={
+                    "array": sim.array.model_copy(update={"kind": "hrtf"}),
+                    "mic_offsets": tuple(tuple(float(v) for v in ear) for ear in ears),
+                }
+            )
         dev = resolve_device(device)
         batch = batch_size or sim.batch_size
         spec, cfg, seed = room_spec(sim), fra_config(sim), split_params.seed
@@ -326,6 +338,7 @@ def main(
                 "sample_rate": sim.sample_rate,
                 "n_images": cfg.n_images,
                 "oversample": cfg.oversample,
+                "receivers": sim.array.sofa if sim.array.kind == "hrtf" else "free-field mics",
             },
         }
         with OtherLoad() as load:
@@ -338,7 +351,7 @@ def main(
         if dev.type == "cuda":
             n_cmp = min(N_COMPARE, n_fra)
             print(f"CUDA vs CPU on {n_cmp} rooms ...", file=sys.stderr)
-            result["cuda_vs_cpu"] = compare_devices(spec, seed, n_cmp, batch, sim.n_sources, cfg, dev)
+            result["cuda_vs_cpu"] = compare_devices(spec, seed, n_cmp, batch, sim, cfg, dev)
 
         render(result, Console(width=110, highlight=False, soft_wrap=True))
         if json_path is not None:
