@@ -61,6 +61,7 @@ class FraParams(Section):
     oversample: Annotated[int, Strict(), Field(ge=1, le=64)] = 8
     highpass_hz: NonNegFloat = 50.0
     reflection_jitter: NonNegFloat = 2.0
+    early_ms: NonNegFloat | None = None  # oversampled window after the latest direct path; null = all
 
 
 class ArrayParams(Section):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,7 +42,17 @@ def fra_config(sim: SimulateParams, split: str | None = None) -> FraConfig:
         highpass_hz=sim.fra.highpass_hz,
         reflection_jitter=sim.fra.reflection_jitter,
         speed_of_sound=sim.speed_of_sound,
+        early_taps=early_taps(sim),
     )
+
+
+def early_taps(sim: SimulateParams) -> int | None:
+    """Arrivals before this sample are accumulated at the oversampled rate: the latest possible
+    direct path (farthest source, array radius) plus ``simulate.fra.early_ms``; None = all."""
+    if sim.fra.early_ms is None:
+        return None
+    latest = (sim.src_distance_range[1] + sim.array_radius_m) / sim.speed_of_sound
+    return int(math.ceil((latest + sim.fra.early_ms / 1000) * sim.sample_rate))
 
 
 def head(sim: SimulateParams) -> Hrtf | None:
