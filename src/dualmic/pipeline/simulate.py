@@ -21,8 +21,8 @@ from dualmic.core.device import resolve_device
 from dualmic.core.files import npy_writer, save_csv, save_json
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
-from dualmic.sim.acoustics import rir_summary, schroeder_decay_db
-from dualmic.sim.batches import simulate_batches
+from dualmic.sim.acoustics import arrival_sample, rir_summary, schroeder_decay_db
+from dualmic.sim.batches import head, simulate_batches
 
 
 def run(
@@ -88,10 +88,20 @@ def write_example(folder: Path, rir: np.ndarray, rt60_s: float, sample_rate: int
 
 
 def physics_summary(checked, n_check: int, sim) -> dict:
-    """Measured RT60 / DRR / direct-delay accuracy of the first ``n_check`` rooms."""
+    """Measured RT60 / DRR / direct-delay accuracy of the first ``n_check`` rooms.
+
+    The expected direct-path delay is d / c to each mic; for the ears of a head (kind hrtf) it is
+    the path to the head centre plus the delay of the main peak of the measured HRIR of that
+    direction and ear after its origin (the head's own diffraction delay)."""
     rirs = np.concatenate([b for _, b in checked])[:n_check]
     rt60 = np.concatenate([r.rt60 for r, _ in checked])[:n_check]
     src = np.concatenate([r.src_pos for r, _ in checked])[:n_check]
     mics = np.concatenate([r.mic_pos for r, _ in checked])[:n_check]
     delay = np.linalg.norm(src[:, :, None] - mics[:, None], axis=-1) / sim.speed_of_sound * sim.sample_rate
+    hrtf = head(sim)
+    if hrtf is not None:
+        direction = np.concatenate([r.src_direction_array_frame() for r, _ in checked])[:n_check]
+        peak = np.array([[arrival_sample(ir, len(ir) - 17) for ir in pair] for pair in hrtf.ir])  # (D, 2)
+        centre = np.linalg.norm(direction, axis=-1) / sim.speed_of_sound * sim.sample_rate
+        delay = centre[..., None] + peak[hrtf.nearest(direction)] - hrtf.origin
     return rir_summary(rirs, rt60, delay, sim.sample_rate)
