@@ -15,7 +15,7 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.params import load_params
 from dualmic.sim.acoustics import rt60
 from dualmic.sim.batches import fra_config, head, room_spec
-from dualmic.sim.binaural import binaural_rirs, direct_spectra, hrtf_spectra
+from dualmic.sim.binaural import binaural_rirs, direct_spectra
 from dualmic.sim.fra import image_draws
 from dualmic.sim.hrtf import array_to_sofa_frame, load_hrtf, sofa_to_array_frame
 from dualmic.sim.rooms import sample_rooms
@@ -49,7 +49,7 @@ def _direct(kemar, direction, distance=2.0):
     """Rendered direct path (2, N_OUT) from an array-frame direction, times its distance."""
     d = torch.as_tensor(np.asarray(direction, dtype=np.float32) * distance / np.linalg.norm(direction))
     cfg = replace(fra_config(load_params(REPO / "params.yaml").simulate), n_taps=N_OUT)
-    spec = direct_spectra(kemar, hrtf_spectra(kemar, N_OUT, "cpu"), d[None], cfg, N_OUT)[0]
+    spec = direct_spectra(kemar, d[None], cfg, N_OUT)[0]
     return torch.fft.irfft(spec, n=N_OUT).numpy() * distance
 
 

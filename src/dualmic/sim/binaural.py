@@ -54,10 +54,11 @@ def _interpolation_gain(n_lo: int, n_bins: int, device) -> torch.Tensor:
     return (1 - (1 - torch.cos(omega)) / 3).rsqrt().to(torch.float32)
 
 
-def hrtf_spectra(hrtf: Hrtf, n_out: int, device) -> torch.Tensor:
-    """rfft of every HRIR pair zero-padded to ``n_out`` samples: (D, 2, n_out // 2 + 1) complex64."""
+def hrtf_spectra(hrtf: Hrtf, which, n_out: int, device) -> torch.Tensor:
+    """rfft of the HRIR pairs of measured directions ``which`` (any shape of indices), zero-padded
+    to ``n_out`` samples: (*which.shape, 2, n_out // 2 + 1) complex64."""
     ir = torch.as_tensor(hrtf.ir, dtype=torch.float32, device=device)
-    return torch.fft.rfft(ir, n=n_out)
+    return torch.fft.rfft(ir[torch.as_tensor(which, device=device)], n=n_out)
 
 
 def _delay_ramp(delay: torch.Tensor, n_out: int) -> torch.Tensor:
@@ -67,16 +68,15 @@ def _delay_ramp(delay: torch.Tensor, n_out: int) -> torch.Tensor:
     return torch.polar(torch.ones_like(phase), phase).to(torch.complex64)
 
 
-def direct_spectra(
-    hrtf: Hrtf, spectra: torch.Tensor, direction: torch.Tensor, cfg: FraConfig, n_out: int
-) -> torch.Tensor:
+def direct_spectra(hrtf: Hrtf, direction: torch.Tensor, cfg: FraConfig, n_out: int) -> torch.Tensor:
     """Spectra (..., 2, F) of direct paths from head-frame vectors ``direction`` (..., 3): the
     nearest measured HRIR pair, delayed by |direction| / c from the head centre, gain 1/d."""
     dist = direction.norm(dim=-1)
     dirs = torch.as_tensor(hrtf.directions, dtype=direction.dtype, device=direction.device)
     idx = (direction / dist[..., None] @ dirs.T).argmax(-1)
     delay = (dist * (cfg.sample_rate / cfg.speed_of_sound) - hrtf.origin).clamp_min(0)
-    return spectra[idx] * (_delay_ramp(delay, n_out) / dist[..., None].to(torch.complex64))[..., None, :]
+    ramp = _delay_ramp(delay, n_out) / dist[..., None].to(torch.complex64)
+    return hrtf_spectra(hrtf, idx, n_out, direction.device) * ramp[..., None, :]
 
 
 def binaural_rirs(
@@ -94,9 +94,8 @@ def binaural_rirs(
     fs, c = cfg.sample_rate, cfg.speed_of_sound
     n_out = cfg.n_taps + pad_taps(fs)
     n_bins = n_out // 2 + 1
-    spectra = hrtf_spectra(hrtf, n_out, device)
     field = image_field(rooms, draws, cfg, device)
-    spec = direct_spectra(hrtf, spectra, _to_head(field.src - field.center, rooms.array_rot_deg), cfg, n_out)
+    spec = direct_spectra(hrtf, _to_head(field.src - field.center, rooms.array_rot_deg), cfg, n_out)
 
     # reflections: one impulse train per group of directions, filtered by the group's HRIR pair
     groups = hrtf.spread(reflection_directions)
@@ -115,8 +114,9 @@ def binaural_rirs(
     trains.scatter_add_(-1, flat + 1, (amp * frac).flatten(2))
     train_spec = torch.fft.rfft(trains.view(B, S, G, n_lo), n=n_lo)[..., :n_bins]
     train_spec = train_spec * _interpolation_gain(n_lo, n_bins, device)
-    for k, d in enumerate(groups.tolist()):  # G small products: no (B, S, G, 2, F) temporary
-        spec = spec + train_spec[:, :, k, None, :] * spectra[d]
+    group_spectra = hrtf_spectra(hrtf, groups, n_out, device)  # (G, 2, F)
+    for k in range(G):  # G small products: no (B, S, G, 2, F) temporary
+        spec = spec + train_spec[:, :, k, None, :] * group_spectra[k]
 
     spec = spec * band_response(n_out, fs, cfg.highpass_hz, device)
     return torch.fft.irfft(spec, n=n_out)[..., : cfg.n_taps].contiguous()
