@@ -245,3 +245,20 @@ def test_ism_with_the_same_measured_head_agrees_on_the_direct_sound(kemar):
                 f"room {b} source {s}: ILD ISM {ild[0]:.1f}, FRA {ild[1]:.1f} dB"
             )
             assert abs(itd[0] - itd[1]) <= 1
+
+
+def test_directions_off_the_measured_grid_keep_their_lateral_angle(kemar):
+    """The KEMAR has no direction below -40 deg elevation; a source there is rendered through a
+    measured direction on (nearly) its own cone of confusion, so its interaural cues match its
+    lateral label, and a measured direction renders through itself."""
+    from dualmic.core.labels import lateral_deg
+
+    assert (kemar.nearest(kemar.directions) == np.arange(len(kemar.directions))).all()
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(5000, 3))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    err = np.abs(lateral_deg(v) - lateral_deg(kemar.directions[kemar.nearest(v)]))
+    below = np.degrees(np.arcsin(v[:, 2])) < -40
+    assert below.mean() > 0.15 and err[below].max() < 8 and np.mean(err) < 1.5
+    plain = np.abs(lateral_deg(v) - lateral_deg(kemar.directions[np.argmax(v @ kemar.directions.T, axis=1)]))
+    assert plain[below].mean() > 5  # what plain nearest-neighbour choice would do

@@ -6,8 +6,9 @@ how each arrival reaches the two ears. Every arrival is timed from the head cent
 / c) and filtered by the HRIR pair of its direction in the head's frame, so the interaural time
 and level differences and the pinna's spectral cues come from the measurement:
 
-* **direct path**: the HRIR pair of the nearest measured direction, delayed by a fractional
-  delay (a phase ramp in the frequency domain) and scaled by 1/d.
+* **direct path**: the HRIR pair of the nearest measured direction on its cone of confusion
+  (:func:`dualmic.sim.hrtf.measured_for`), delayed by a fractional delay (a phase ramp in the
+  frequency domain) and scaled by 1/d.
 * **reflections**: each image goes to the nearest of ``reflection_directions`` measured
   directions spread over the sphere. The images of each such group are accumulated into one
   impulse train at the sample rate (linear fractional-delay weights, whose mean low-pass is
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 
 from dualmic.sim.fra import FraConfig, band_response, image_field, pad_taps
-from dualmic.sim.hrtf import Hrtf
+from dualmic.sim.hrtf import Hrtf, measured_for
 from dualmic.sim.rooms import Rooms
 
 TRAIN_OVERSAMPLE = 1  # rate of the reflection trains, x sample_rate
@@ -70,10 +71,10 @@ def _delay_ramp(delay: torch.Tensor, n_out: int) -> torch.Tensor:
 
 def direct_spectra(hrtf: Hrtf, direction: torch.Tensor, cfg: FraConfig, n_out: int) -> torch.Tensor:
     """Spectra (..., 2, F) of direct paths from head-frame vectors ``direction`` (..., 3): the
-    nearest measured HRIR pair, delayed by |direction| / c from the head centre, gain 1/d."""
+    measured HRIR pair that renders that direction, delayed by |direction| / c from the head
+    centre, gain 1/d."""
     dist = direction.norm(dim=-1)
-    dirs = torch.as_tensor(hrtf.directions, dtype=direction.dtype, device=direction.device)
-    idx = (direction / dist[..., None] @ dirs.T).argmax(-1)
+    idx = measured_for(direction.double(), torch.as_tensor(hrtf.directions, device=direction.device))
     delay = (dist * (cfg.sample_rate / cfg.speed_of_sound) - hrtf.origin).clamp_min(0)
     ramp = _delay_ramp(delay, n_out) / dist[..., None].to(torch.complex64)
     return hrtf_spectra(hrtf, idx, n_out, direction.device) * ramp[..., None, :]

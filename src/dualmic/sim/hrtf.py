@@ -19,6 +19,9 @@ array frame of its rooms:
   minus that origin.
 * **level**: HRIRs are scaled so that their energy, averaged over directions and ears, is 1 (a
   diffuse field's gain), so a free-field RIR's 1/d law carries over.
+* **direction**: a direct path is rendered through the measured direction closest to it on its
+  own cone of confusion (:func:`measured_for`), so its interaural cues match its lateral angle
+  even where the measurement has no direction near it.
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dualmic.core.errors import DualmicError, one_line
 
 CONVENTION = "SimpleFreeFieldHRIR"
+LATERAL_WEIGHT = 2.0  # degrees of direction error one degree of lateral error costs (measured_for)
 MIN_DIRECTIONS = 8  # fewer cannot cover the horizontal plane
 _ONSET_FRACTION = 0.1  # an ear's onset: first sample above this fraction of its peak
 
@@ -67,10 +72,11 @@ class Hrtf:
         return float(np.linalg.norm(self.ear_offsets[1] - self.ear_offsets[0]) / 2)
 
     def nearest(self, direction: np.ndarray) -> np.ndarray:
-        """Index of the measured direction closest to each array-frame ``direction`` (..., 3)."""
-        d = np.asarray(direction, dtype=np.float64)
-        d = d / np.linalg.norm(d, axis=-1, keepdims=True)
-        return np.argmax(d @ self.directions.T, axis=-1)
+        """Index of the measured direction that renders each array-frame ``direction`` (..., 3):
+        the smallest angle to it plus ``LATERAL_WEIGHT`` times the difference of their lateral
+        angles (:func:`measured_for`)."""
+        d = torch.as_tensor(np.asarray(direction, dtype=np.float64))
+        return measured_for(d, torch.as_tensor(self.directions)).numpy()
 
     def spread(self, count: int) -> np.ndarray:
         """Indices of ``count`` measured directions spread over the sphere (farthest-point
@@ -83,6 +89,24 @@ class Hrtf:
             chosen.append(nxt)
             closest = np.maximum(closest, self.directions @ self.directions[nxt])
         return np.asarray(chosen)
+
+
+def measured_for(direction: torch.Tensor, measured: torch.Tensor) -> torch.Tensor:
+    """Index of the measured direction (M, 3 unit vectors) that renders each ``direction`` (..., 3).
+
+    Plain nearest-neighbour choice would change the interaural cues of directions the measurement
+    does not cover (a KEMAR has none below −40° elevation: 18 % of the sphere, whose nearest
+    measured direction is on average 10° off in lateral angle). The lateral angle (to the
+    interaural axis) is what two ears measure best, so the choice minimises the angle to the
+    direction plus ``LATERAL_WEIGHT`` × the lateral-angle difference: a direction off the grid
+    takes a measured one on (nearly) its own cone of confusion.
+    """
+    unit = direction / direction.norm(dim=-1, keepdim=True)
+    measured = measured.to(unit)
+    angle = torch.rad2deg(torch.acos((unit @ measured.T).clamp(-1, 1)))
+    lateral = torch.rad2deg(torch.acos(unit[..., :1].clamp(-1, 1)))
+    cost = angle + LATERAL_WEIGHT * (lateral - torch.rad2deg(torch.acos(measured[:, 0].clamp(-1, 1)))).abs()
+    return cost.argmin(-1)
 
 
 def sofa_to_array_frame(xyz: np.ndarray) -> np.ndarray:
