@@ -26,7 +26,7 @@ import math
 import numpy as np
 import torch
 
-from dualmic.sim.fra import FraConfig, band_response, image_field, pad_taps
+from dualmic.sim.fra import FraConfig, band_response, image_field, linear_weights_gain, pad_taps
 from dualmic.sim.hrtf import Hrtf, measured_for
 from dualmic.sim.rooms import Rooms
 
@@ -41,18 +41,6 @@ def _to_head(v: torch.Tensor, rot_deg: np.ndarray) -> torch.Tensor:
     x = cos * v[..., 0] + sin * v[..., 1]
     y = -sin * v[..., 0] + cos * v[..., 1]
     return torch.stack([x, y, v[..., 2]], dim=-1)
-
-
-def _interpolation_gain(n_lo: int, n_bins: int, device) -> torch.Tensor:
-    """Undo, on average, the low-pass of linear fractional-delay weights on the trains.
-
-    An impulse split (1 − p, p) over two neighbouring samples has power response
-    |1 − p + p e^(−jω)|², whose mean over a uniform offset p is 1 − (1 − cos ω) / 3; the
-    reflections' delays are random, so dividing by its square root leaves their expected
-    spectrum flat.
-    """
-    omega = 2 * math.pi * torch.arange(n_bins, dtype=torch.float64, device=device) / n_lo
-    return (1 - (1 - torch.cos(omega)) / 3).rsqrt().to(torch.float32)
 
 
 def hrtf_spectra(hrtf: Hrtf, which, n_out: int, device) -> torch.Tensor:
@@ -114,7 +102,7 @@ def binaural_rirs(
     trains.scatter_add_(-1, flat, (amp * (1 - frac)).flatten(2))
     trains.scatter_add_(-1, flat + 1, (amp * frac).flatten(2))
     train_spec = torch.fft.rfft(trains.view(B, S, G, n_lo), n=n_lo)[..., :n_bins]
-    train_spec = train_spec * _interpolation_gain(n_lo, n_bins, device)
+    train_spec = train_spec * linear_weights_gain(n_lo, n_bins, device)
     group_spectra = hrtf_spectra(hrtf, groups, n_out, device)  # (G, 2, F)
     for k in range(G):  # G small products: no (B, S, G, 2, F) temporary
         spec = spec + train_spec[:, :, k, None, :] * group_spectra[k]
