@@ -26,8 +26,9 @@ import math
 import numpy as np
 import torch
 
-from dualmic.sim.fra import FraConfig, band_response, image_field, linear_weights_gain, pad_taps
+from dualmic.sim.fra import FraConfig, image_field
 from dualmic.sim.hrtf import Hrtf, measured_for
+from dualmic.sim.impulses import band_response, linear_weights_gain, pad_taps
 from dualmic.sim.rooms import Rooms
 
 TRAIN_OVERSAMPLE = 1  # rate of the reflection trains, x sample_rate

@@ -17,19 +17,10 @@ sources whose statistics match the ISM's:
 * **absorption**: the Eyring amplitude reflection coefficient β with
   ln β = −3 ln(10) · l / (c · RT60), so that energy β^(2d/l) falls by 60 dB after RT60 seconds.
 
-Arrivals are placed at two precisions (``simulate.fra.early_ms``):
-
-* the **direct path and early reflections**, those arriving before the latest possible direct
-  path (``src_distance_range`` max) plus ``early_ms``, at ``oversample`` × the sample rate with
-  linear fractional-delay weights in a short buffer, band-limited and resampled by FFT;
-* **later reflections** at the sample rate with linear fractional-delay weights. Their delays are
-  random, so the mean low-pass of those weights (power 1 − (1 − cos ω) / 3) is equalised.
-
-One zero-phase FFT filter then band-limits and high-passes the sum (the magnitude a
-forward-backward 2nd-order Butterworth applies), batched over rooms in torch on the CPU or a
-CUDA device. With ``early_ms: null`` every arrival goes through the oversampled buffer (slower).
-The random draws are made on the CPU from each room's own seed, so CPU and CUDA simulate the
-same image sources.
+The arrivals (path lengths and amplitudes to each mic) become band-limited, high-passed RIRs in
+:mod:`dualmic.sim.impulses`, batched over rooms in torch on the CPU or a CUDA device. The random
+draws are made on the CPU from each room's own seed, so CPU and CUDA simulate the same image
+sources.
 """
 
 from __future__ import annotations
@@ -40,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dualmic.sim.impulses import oversampled_rirs, two_rate_rirs
 from dualmic.sim.rooms import Rooms
 
 _DRAWS_PER_IMAGE = 5  # distance, direction (3 normals), reflection jitter
@@ -75,29 +67,6 @@ def image_draws(
         out[b, ..., 1:4] = rng.standard_normal((n_sources, n_images, 3), dtype=np.float32)
         out[b, ..., 4] = rng.random((n_sources, n_images), dtype=np.float32)
     return torch.from_numpy(out)
-
-
-def pad_taps(sample_rate: int) -> int:
-    """Zero padding (100 ms) that absorbs the filter's circular wrap-around."""
-    return int(0.1 * sample_rate)
-
-
-def band_response(
-    n_out: int, sample_rate: int, highpass_hz: float, device, taper: bool = True
-) -> torch.Tensor:
-    """Real, zero-phase gain per rfft bin of an ``n_out``-sample signal: anti-alias taper near
-    Nyquist (unless ``taper`` is False) times a squared 2nd-order Butterworth high-pass
-    magnitude (none with ``highpass_hz`` 0)."""
-    freq = torch.fft.rfftfreq(n_out, 1 / sample_rate, dtype=torch.float64)
-    nyq = sample_rate / 2
-    edge = 0.85 * nyq
-    gain = torch.ones_like(freq)
-    if taper:
-        gain = torch.where(freq <= edge, gain, 0.5 * (1 + torch.cos(torch.pi * (freq - edge) / (nyq - edge))))
-    if highpass_hz > 0:
-        ratio4 = (freq / highpass_hz) ** 4
-        gain = gain * ratio4 / (1 + ratio4)
-    return gain.to(device=device, dtype=torch.float32)
 
 
 def _nearest_image_distance(src: torch.Tensor, center: torch.Tensor, dim: torch.Tensor) -> torch.Tensor:
@@ -225,8 +194,6 @@ def fra_rirs(
         rir: (B, S, M, n_taps) float32 on ``device``; direct path of each mic at delay d/c with
         gain 1/d (d in metres).
     """
-    f32 = dict(dtype=torch.float32, device=device)
-    c, fs, os_ = cfg.speed_of_sound, cfg.sample_rate, cfg.oversample
     field = image_field(rooms, draws, cfg, device)
     src, mics, gain = field.src, field.mics, field.gain
     image = field.center[:, :, None, :] + field.dist[..., None] * field.unit  # (B, S, N, 3)
@@ -238,77 +205,5 @@ def fra_rirs(
     amp = torch.cat([1 / r_dir, gain[:, :, None] / r_img], dim=-1)
 
     if cfg.early_taps is not None:
-        return _two_rate(r, amp, cfg, device)
-
-    # accumulate at the oversampled rate with linear fractional-delay weights; the buffer is
-    # zero-padded so the circular FFT filter below cannot wrap the tail onto the direct path
-    n_out = cfg.n_taps + pad_taps(fs)
-    n_hi = n_out * os_
-    pos = r * (fs * os_ / c)
-    idx = pos.floor()
-    frac = pos - idx
-    keep = idx < cfg.n_taps * os_ - 1
-    idx = torch.where(keep, idx, torch.zeros_like(idx)).long()
-    amp = torch.where(keep, amp, torch.zeros_like(amp))
-    B, S, M, _ = r.shape
-    buf = torch.zeros(B, S, M, n_hi, **f32)
-    buf.scatter_add_(-1, idx, amp * (1 - frac))
-    buf.scatter_add_(-1, idx + 1, amp * frac)
-
-    # band-limit, resample and high-pass in one zero-phase filter: keep the spectrum below the
-    # target Nyquist (raised-cosine taper over its last 5 %) times |H_hp|² of a 2nd-order
-    # Butterworth (the response filtfilt applies). Keeping the first bins of the oversampled
-    # spectrum and inverting at the target length resamples; impulse heights are preserved.
-    spec = torch.fft.rfft(buf, n=n_hi)[..., : n_out // 2 + 1]
-    spec = spec * band_response(n_out, fs, cfg.highpass_hz, device)
-    rir = torch.fft.irfft(spec, n=n_out)[..., : cfg.n_taps]
-    return rir.reshape(B, S, M, cfg.n_taps).contiguous()
-
-
-EARLY_PAD = 256  # samples of zeros after the early window: room for its band-limited impulses
-
-
-def _scatter_linear(n: int, pos: torch.Tensor, amp: torch.Tensor) -> torch.Tensor:
-    """Impulses ``amp`` at fractional sample positions ``pos`` (..., K) >= 0 into (..., n)
-    buffers, split over the two neighbouring samples (linear weights); impulses from n − 1 on
-    fall into two spare samples past the end, which are dropped."""
-    idx = pos.floor()
-    frac = pos - idx
-    idx = idx.clamp_max(n).long()
-    buf = torch.zeros(*pos.shape[:-1], n + 2, dtype=torch.float32, device=pos.device)
-    buf.scatter_add_(-1, idx, amp - amp * frac)
-    buf.scatter_add_(-1, idx + 1, amp * frac)
-    return buf[..., :n]
-
-
-def linear_weights_gain(n: int, n_bins: int, device) -> torch.Tensor:
-    """1 / sqrt(mean power response) of linear fractional-delay weights at a random offset, per
-    rfft bin of an ``n``-sample signal: undoes their mean low-pass on randomly timed impulses."""
-    omega = 2 * math.pi * torch.arange(n_bins, dtype=torch.float64, device=device) / n
-    return (1 - (1 - torch.cos(omega)) / 3).rsqrt().to(torch.float32)
-
-
-def _two_rate(r: torch.Tensor, amp: torch.Tensor, cfg: FraConfig, device) -> torch.Tensor:
-    """The RIRs from path lengths ``r`` and amplitudes ``amp`` (B, S, M, 1 + N), direct path
-    first: the direct path and early reflections oversampled, late ones at the sample rate."""
-    c, fs, os_ = cfg.speed_of_sound, cfg.sample_rate, cfg.oversample
-    n_out = cfg.n_taps + pad_taps(fs)
-    n_bins = n_out // 2 + 1
-    pos = r * (fs / c)  # samples at the sample rate
-    n_early = min(cfg.early_taps, cfg.n_taps)
-    late = pos >= n_early
-
-    # direct path and early reflections: oversampled, resampled by FFT over a short window
-    n_e = n_early + EARLY_PAD
-    hi = _scatter_linear(n_early * os_ + 1, pos * os_, amp * ~late)
-    low = torch.fft.rfft(hi, n=n_e * os_)[..., : n_e // 2 + 1] * band_response(n_e, fs, 0.0, device)
-    early_td = torch.fft.irfft(low, n=n_e)
-
-    # later reflections at the sample rate; direct paths past the early window land here too
-    late = _scatter_linear(cfg.n_taps, pos, amp * late)
-    spec = torch.fft.rfft(late, n=n_out) * (
-        linear_weights_gain(n_out, n_bins, device) * band_response(n_out, fs, 0.0, device)
-    )
-    spec = spec + torch.fft.rfft(early_td, n=n_out)
-    spec = spec * band_response(n_out, fs, cfg.highpass_hz, device, taper=False)
-    return torch.fft.irfft(spec, n=n_out)[..., : cfg.n_taps].contiguous()
+        return two_rate_rirs(r, amp, cfg, device)
+    return oversampled_rirs(r, amp, cfg, device)

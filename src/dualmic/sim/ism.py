@@ -15,6 +15,8 @@ too, so the arrival at the head centre is at d / c as in :mod:`dualmic.sim.binau
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyroomacoustics as pra
 
@@ -30,9 +32,7 @@ def ism_rirs(
     offset = pra.constants.get("frac_delay_length") // 2
     ears = None
     if hrtf is not None:
-        from pyroomacoustics.directivities import MeasuredDirectivityFile  # noqa: PLC0415
-
-        ears = MeasuredDirectivityFile(hrtf.path, fs=sample_rate)
+        ears = _measured_ears(hrtf.path, sample_rate)
         offset += int(round(hrtf.origin))
     n_rooms, n_src = rooms.src_pos.shape[:2]
     n_mics = rooms.mic_pos.shape[1]
@@ -45,6 +45,14 @@ def ism_rirs(
     finally:
         pra.constants.set("c", default_c)
     return out
+
+
+@functools.lru_cache(maxsize=2)
+def _measured_ears(path: str, sample_rate: int):
+    """pyroomacoustics' reading of a SOFA head, resampled to ``sample_rate`` (read once per file)."""
+    from pyroomacoustics.directivities import MeasuredDirectivityFile  # noqa: PLC0415
+
+    return MeasuredDirectivityFile(path, fs=sample_rate)
 
 
 def ism_absorption(rt60: float, room_dim: np.ndarray, c: float) -> tuple[float, int]:
