@@ -65,7 +65,10 @@ def make_project(root: Path, raw: dict | None = None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore", "src", "stages", "benchmarks"):
         src = REPO / name
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, root / name)
+        if src.is_dir():  # bytecode a local run left in src/ is no part of the project
+            shutil.copytree(src, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, root / name)
     (root / ".dvc").mkdir()
     shutil.copy(REPO / ".dvc" / "config", root / ".dvc" / "config")
     shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the offline page, plot templates
