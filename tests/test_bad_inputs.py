@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 import yaml
-from tests_support import REPO, run
+from tests_support import REPO, other_channels, run
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +103,9 @@ CASES = {
     ),
     "features of other channels": Case(
         _stage("train", "--out", "out", "--live-dir", "live"),
-        lambda d: _params(d, lambda r: r["features"].update(channels=["ipd", "logmag"])),
+        lambda d: _params(
+            d, lambda r: r["features"].update(channels=other_channels(r["features"]["channels"]))
+        ),
         "re-run the features stage",
         "out/model.pt",
     ),
@@ -121,7 +123,9 @@ CASES = {
     ),
     "model of other features.channels": Case(
         _stage("evaluate", "--metrics", "out", "--plots", "out/plots"),
-        lambda d: _params(d, lambda r: r["features"].update(channels=["ipd", "logmag"])),
+        lambda d: _params(
+            d, lambda r: r["features"].update(channels=other_channels(r["features"]["channels"]))
+        ),
         "channels",
         "out",
     ),

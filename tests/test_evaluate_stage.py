@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tests_support import REPO, tiny_raw_params
+from tests_support import REPO, other_channels, tiny_raw_params
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import save_csv, save_npy
@@ -161,6 +161,7 @@ def test_without_srp_phat_and_other_features(tmp_path):
     assert not any(k.startswith("srp_phat.") for k in scores)
     assert pd.read_csv(tmp_path / "plots" / "mae_vs_rt60.csv")["srp_phat"].isna().all()
 
-    logmag = _write_params(tmp_path / "logmag.yaml", features={"channels": ["ipd", "logmag"]})
-    with pytest.raises(DualmicError, match=re.escape("features.channels ['ipd', 'logmag']")):
-        _evaluate(logmag, paths, tmp_path)
+    other = other_channels(tiny_raw_params()["features"]["channels"])
+    other_path = _write_params(tmp_path / "other.yaml", features={"channels": other})
+    with pytest.raises(DualmicError, match=re.escape(f"features.channels {other}")):
+        _evaluate(other_path, paths, tmp_path)

@@ -39,6 +39,11 @@ def tiny_raw_params() -> dict:
     return raw
 
 
+def other_channels(channels) -> list[str]:
+    """A features.channels list other than ``channels``: the model input of another run."""
+    return ["ipd"] if "logmag" in channels else ["ipd", "logmag"]
+
+
 @pytest.fixture
 def tiny_params() -> Params:
     return parse_params(tiny_raw_params())

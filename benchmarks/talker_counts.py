@@ -1,0 +1,105 @@
+"""Does the model count talkers the same way whatever the voices?
+
+The conditions test's talkers are espeak-ng voices (a formant synthesiser). This renders the same
+condition rooms (``conditions.seed``) twice: once with those talkers and once with recorded
+voices, clips of the speech bank (``data/speech``, every ``--stride``-th clip), and reports the
+model's count accuracy and the counts it finds per condition for each. The bank's voices are
+training talkers (its rooms are not), so the recorded-voice figures say how the count depends on
+the kind of voice, not how it does on unseen voices.
+
+    .venv/bin/python benchmarks/talker_counts.py --model models/model.pt
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import soundfile as sf
+import typer
+from common import json_option, machine_info, params_option, set_threads, threads_option, utc_now, write_json
+
+from dualmic.core.errors import DualmicError, user_errors
+from dualmic.core.labels import LabelCoding, source_counts
+from dualmic.core.params import load_params
+from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.learn.model_file import check_model, load_model
+from dualmic.scoring.condition_mixtures import render_condition, talker_pool
+from dualmic.scoring.conditions import CONDITIONS
+from dualmic.scoring.talkers import TalkerPool
+
+DEFAULT_CONDITIONS = "single_talker,clean,close_talkers,diffuse_snr10,rt60_1.0-1.5"
+
+
+class BankPool(TalkerPool):
+    """Talkers read from the speech bank's clips instead of synthesised by espeak-ng."""
+
+    def __init__(self, files: list[Path], sample_rate: int):
+        self.specs = [f.name for f in files]
+        self.clips = []
+        for f in files:
+            audio, rate = sf.read(f, dtype="float64")
+            if rate != sample_rate or audio.ndim != 1:
+                raise DualmicError(f"{f}: {rate} Hz, {audio.ndim}-D; expected mono at {sample_rate} Hz")
+            self.clips.append(audio)
+
+
+def main(
+    model_path: Path = typer.Option(Path("models/model.pt"), "--model"),
+    params_path: Path = params_option(),
+    bank: Path = typer.Option(Path("data/speech"), help="speech bank folder (index.csv, clips/)"),
+    stride: int = typer.Option(7, min=1, help="every stride-th clip of the bank is a talker"),
+    n_talkers: int = typer.Option(60, min=2, help="recorded-voice talkers"),
+    conditions: str = typer.Option(DEFAULT_CONDITIONS, help="comma-separated condition names"),
+    threads: int | None = threads_option(),
+    json_out: Path | None = json_option(),
+) -> None:
+    with user_errors():
+        set_threads(threads)
+        talker_counts(model_path, params_path, bank, stride, n_talkers, conditions, json_out)
+
+
+def talker_counts(
+    model_path: Path, params_path: Path, bank: Path, stride: int, n_talkers: int, names: str, json_out
+) -> None:
+    p = load_params(params_path)
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in CONDITIONS]
+    if unknown:
+        raise DualmicError(f"--conditions: unknown {unknown}; choose from {list(CONDITIONS)}")
+    net, meta = load_model(model_path)
+    check_model(model_path, net, meta, p)
+    coding = LabelCoding.from_params(p)
+    if not coding.counting:
+        raise DualmicError(f"{model_path} does not count talkers (labels.counting is false)")
+    index = bank / "index.csv"
+    if not index.is_file():
+        raise DualmicError(f"{index} not found; build the speech bank first (dvc repro speech)")
+    files = [bank / f for f in pd.read_csv(index)["file"]][::stride][:n_talkers]
+    if len(files) < 2:
+        raise DualmicError(f"{bank} gives {len(files)} talker(s) at stride {stride}; need 2 or more")
+    pools = {"espeak": talker_pool(p), "recorded": BankPool(files, p.simulate.sample_rate)}
+    results: dict = {
+        "date": utc_now(),
+        "machine": machine_info(),
+        "model": str(model_path),
+        "n_rooms": p.conditions.n_rooms,
+        "recorded_talkers": len(files),
+    }
+    for name in chosen:
+        for kind, pool in pools.items():
+            rendered = render_condition(CONDITIONS[name], p, pool)
+            logp = pooled_log_probs(net, rendered.features, p.hop_frames)
+            found = source_counts(decode_angles(logp, coding))
+            true = source_counts(rendered.angles)
+            results[f"{name}.{kind}.count_acc"] = float(np.mean(found == true))
+            results[f"{name}.{kind}.found"] = np.bincount(found, minlength=p.simulate.n_sources + 1).tolist()
+    print(json.dumps(results, indent=2))
+    if json_out:
+        write_json(json_out, results)
+
+
+if __name__ == "__main__":
+    typer.run(main)
