@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from tests_support import tiny_raw_params
@@ -63,3 +65,27 @@ def test_slots_are_distinguishable():
     model = SSLModel(ModelConfig(dim=32, depth=1, heads=2, dim_head=16, n_frames=101)).eval()
     out = model(torch.randn(1, 2, 256, 101))
     assert not torch.allclose(out[0, 0], out[0, 1])
+
+
+def test_level_norm_makes_logmag_models_level_invariant():
+    """A recording's level shifts every log-magnitude by the same amount; a model with level_norm
+    gives the same logits, one without it does not (its IPD channels are untouched either way)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 256, 101)
+    louder = x.clone()
+    louder[:, 2:] += math.log(10.0)  # +20 dB
+    outs = {}
+    for norm in (True, False):
+        cfg = ModelConfig(in_channels=4, n_frames=101, dim=32, depth=1, heads=2, dim_head=16, level_norm=norm)
+        model = SSLModel(cfg).eval()
+        with torch.inference_mode():
+            outs[norm] = (model(x), model(louder))
+    assert torch.allclose(*outs[True], atol=1e-5)
+    assert not torch.allclose(*outs[False], atol=1e-3)
+
+
+def test_level_norm_follows_logmag_channels():
+    raw = tiny_raw_params()
+    for channels, expected in ((["ipd"], False), (["ipd", "logmag"], True)):
+        raw["features"]["channels"] = channels
+        assert model_config(parse_params(raw)).level_norm is expected

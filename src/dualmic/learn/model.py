@@ -33,6 +33,9 @@ class ModelConfig:
     conv_kernel_size: int = 31
     dropout: float = 0.1
     none_class: bool = False
+    # channels 2.. (log-magnitudes) minus their mean over the window: a recording's level does not
+    # change the model's input (False in models saved before it existed)
+    level_norm: bool = False
 
     @property
     def n_outputs(self) -> int:
@@ -94,6 +97,9 @@ class SSLModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) features → (B, n_slots, n_outputs) logits."""
+        if self.cfg.level_norm and x.shape[1] > 2:
+            level = x[:, 2:].mean(dim=(1, 2, 3), keepdim=True)
+            x = torch.cat([x[:, :2], x[:, 2:] - level], dim=1)
         z = self.patch_embed(self.inter_conv(x))  # (B, dim, F', T')
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
