@@ -3,11 +3,13 @@
 The conditions test's talkers are espeak-ng voices (a formant synthesiser). This renders the same
 condition rooms (``conditions.seed``) twice: once with those talkers and once with recorded
 voices, clips of the speech bank (``data/speech``, every ``--stride``-th clip), and reports the
-model's count accuracy and the counts it finds per condition for each. The bank's voices are
-training talkers (its rooms are not), so the recorded-voice figures say how the count depends on
-the kind of voice, not how it does on unseen voices.
+model's count accuracy, the counts it finds and its MAE told the count, per condition, for each.
+The bank's voices are training talkers (its rooms are not), so the recorded-voice figures say how
+the count depends on the kind of voice, not how it does on unseen voices. ``--gains-db`` also
+scores every mixture at other levels (a recording is scaled to unit RMS over its whole length, so
+where its talkers speak it sits above or below the unit-RMS training windows).
 
-    .venv/bin/python benchmarks/talker_counts.py --model models/model.pt
+    .venv/bin/python benchmarks/talker_counts.py --model models/model.pt --gains-db=-10,0,10
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import soundfile as sf
+import torch
 import typer
 from common import json_option, machine_info, params_option, set_threads, threads_option, utc_now, write_json
 
 from dualmic.core.errors import DualmicError, user_errors
-from dualmic.core.labels import LabelCoding, source_counts
+from dualmic.core.labels import LabelCoding, angle_difference, label_period, source_counts
 from dualmic.core.params import load_params
-from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.data.features import FeatureConfig, features_from_audio
+from dualmic.learn.inference import decode_angles, decode_known_count, pooled_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring.condition_mixtures import render_condition, talker_pool
 from dualmic.scoring.conditions import CONDITIONS
@@ -53,18 +57,30 @@ def main(
     stride: int = typer.Option(7, min=1, help="every stride-th clip of the bank is a talker"),
     n_talkers: int = typer.Option(60, min=2, help="recorded-voice talkers"),
     conditions: str = typer.Option(DEFAULT_CONDITIONS, help="comma-separated condition names"),
+    gains_db: str = typer.Option("0", help="comma-separated levels (dB) each mixture is scored at"),
     threads: int | None = threads_option(),
     json_out: Path | None = json_option(),
 ) -> None:
     with user_errors():
         set_threads(threads)
-        talker_counts(model_path, params_path, bank, stride, n_talkers, conditions, json_out)
+        talker_counts(model_path, params_path, bank, stride, n_talkers, conditions, gains_db, json_out)
 
 
 def talker_counts(
-    model_path: Path, params_path: Path, bank: Path, stride: int, n_talkers: int, names: str, json_out
+    model_path: Path,
+    params_path: Path,
+    bank: Path,
+    stride: int,
+    n_talkers: int,
+    names: str,
+    gains_db: str,
+    json_out: Path | None,
 ) -> None:
     p = load_params(params_path)
+    try:
+        gains = [float(g) for g in gains_db.split(",") if g.strip()]
+    except ValueError:
+        raise DualmicError(f"--gains-db {gains_db!r}: give comma-separated numbers (dB)") from None
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in CONDITIONS]
     if unknown:
@@ -91,11 +107,18 @@ def talker_counts(
     for name in chosen:
         for kind, pool in pools.items():
             rendered = render_condition(CONDITIONS[name], p, pool)
-            logp = pooled_log_probs(net, rendered.features, p.hop_frames)
-            found = source_counts(decode_angles(logp, coding))
             true = source_counts(rendered.angles)
-            results[f"{name}.{kind}.count_acc"] = float(np.mean(found == true))
-            results[f"{name}.{kind}.found"] = np.bincount(found, minlength=p.simulate.n_sources + 1).tolist()
+            mixture = torch.from_numpy(np.asarray(rendered.mixture, dtype=np.float32))
+            for gain in gains:
+                feats = features_from_audio(mixture * 10 ** (gain / 20), FeatureConfig.from_params(p))
+                logp = pooled_log_probs(net, feats, p.hop_frames)
+                found = source_counts(decode_angles(logp, coding))
+                pred = decode_known_count(logp, true, coding)
+                err = np.abs(angle_difference(pred, rendered.angles, label_period(p.labels.angle)))
+                key = f"{name}.{kind}" + (f".{gain:+g}dB" if gain else "")
+                results[f"{key}.count_acc"] = float(np.mean(found == true))
+                results[f"{key}.found"] = np.bincount(found, minlength=p.simulate.n_sources + 1).tolist()
+                results[f"{key}.mae_known_count_deg"] = float(np.nanmean(err))
     print(json.dumps(results, indent=2))
     if json_out:
         write_json(json_out, results)
