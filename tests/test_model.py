@@ -1,11 +1,13 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from tests_support import tiny_raw_params
 
 from dualmic.core.params import parse_params
 from dualmic.core.schema_learn import PRESETS
+from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.model import ModelConfig, SSLModel, patch_grid
 from dualmic.learn.model_file import model_config
 
@@ -82,6 +84,23 @@ def test_level_norm_makes_logmag_models_level_invariant():
             outs[norm] = (model(x), model(louder))
     assert torch.allclose(*outs[True], atol=1e-5)
     assert not torch.allclose(*outs[False], atol=1e-3)
+
+
+@pytest.mark.parametrize("rms", [0.1, 1.0, 10.0])
+def test_log_level_is_the_window_rms(rms):
+    """By Parseval, log_level of a window's features is the log of its audio's RMS (0 for the
+    unit-RMS training windows), whatever the spectrum: white noise and a speech-like band."""
+    cfg = ModelConfig(in_channels=4, n_frames=101, dim=32, depth=1, heads=2, dim_head=16, level_norm=True)
+    model = SSLModel(cfg)
+    feat_cfg = FeatureConfig(16000, 512, 160, ("ipd", "logmag"), 0.1)
+    gen = torch.Generator().manual_seed(1)
+    white = torch.randn(2, 2, 16000, generator=gen)
+    band = torch.from_numpy(np.convolve(np.random.default_rng(2).normal(size=16400), np.hanning(9), "same"))
+    speechlike = band[None, None, :16000].float().expand(2, 2, 16000) * torch.linspace(0.2, 1.0, 16000)
+    for audio in (white, speechlike):
+        audio = rms * audio / audio.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+        level = model.log_level(features_from_audio(audio, feat_cfg)[:, 2:])
+        assert torch.allclose(level.flatten(), torch.full((2,), math.log(rms)), atol=0.02)
 
 
 def test_level_norm_follows_logmag_channels():

@@ -33,8 +33,8 @@ class ModelConfig:
     conv_kernel_size: int = 31
     dropout: float = 0.1
     none_class: bool = False
-    # channels 2.. (log-magnitudes) minus their mean over the window: a recording's level does not
-    # change the model's input (False in models saved before it existed)
+    # log-magnitude channels (2..) rescaled to a unit-RMS window, the level of every training
+    # window: a recording's level does not change the model's input (False in older model files)
     level_norm: bool = False
 
     @property
@@ -95,11 +95,21 @@ class SSLModel(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim)
         self.head = nn.Linear(cfg.dim, cfg.n_outputs)
 
+    def log_level(self, logmag: torch.Tensor) -> torch.Tensor:
+        """log of a window's RMS (B, 1, 1, 1) from its STFT log-magnitudes (B, M, F, T).
+
+        By Parseval, the mean power of the one-sided bins of a Hann-windowed frame (n_fft =
+        2 F) is sum(w^2) = 3 n_fft / 8 times the frame's mean-square sample, so the log of
+        sqrt(mean |X|^2 / (3 F / 4)) is the window's log-RMS: 0 for the unit-RMS windows the
+        model trains on, whatever their spectrum.
+        """
+        power = torch.exp(2 * logmag.float()).mean(dim=(1, 2, 3), keepdim=True)
+        return 0.5 * torch.log(power / (0.75 * self.cfg.n_freq)).to(logmag.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) features → (B, n_slots, n_outputs) logits."""
         if self.cfg.level_norm and x.shape[1] > 2:
-            level = x[:, 2:].mean(dim=(1, 2, 3), keepdim=True)
-            x = torch.cat([x[:, :2], x[:, 2:] - level], dim=1)
+            x = torch.cat([x[:, :2], x[:, 2:] - self.log_level(x[:, 2:])], dim=1)
         z = self.patch_embed(self.inter_conv(x))  # (B, dim, F', T')
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
