@@ -103,8 +103,13 @@ def test_log_level_is_the_window_rms(rms):
         assert torch.allclose(level.flatten(), torch.full((2,), math.log(rms)), atol=0.02)
 
 
-def test_level_norm_follows_logmag_channels():
+def test_level_norm_follows_param_and_logmag_channels():
     raw = tiny_raw_params()
-    for channels, expected in ((["ipd"], False), (["ipd", "logmag"], True)):
+    for norm, channels, expected in (
+        (True, ["ipd"], False),
+        (True, ["ipd", "logmag"], True),
+        (False, ["ipd", "logmag"], False),
+    ):
         raw["features"]["channels"] = channels
+        raw["model"]["level_norm"] = norm
         assert model_config(parse_params(raw)).level_norm is expected

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, Strict, field_validator
+from pydantic import Field, Strict, StrictBool, field_validator
 
 from dualmic.core.schema import NonNegFloat, PosFloat, PosInt, Section, Seed
 
@@ -26,6 +26,7 @@ class ModelParams(Section):
     conv_kernel_size: PosInt = 31
     dropout: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.1
     window_s: Annotated[float, Strict(), Field(gt=0, le=60)] | None = None
+    level_norm: StrictBool = True  # log-magnitude inputs rescaled to a unit-RMS window
 
     @property
     def window_seconds(self) -> float:

@@ -36,7 +36,7 @@ def model_config(p: Params) -> ModelConfig:
         conv_kernel_size=m.conv_kernel_size,
         dropout=m.dropout,
         none_class=p.labels.counting,
-        level_norm="logmag" in p.features.channels,
+        level_norm=m.level_norm and "logmag" in p.features.channels,
     )
 
 
