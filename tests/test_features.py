@@ -341,7 +341,7 @@ def test_feature_batches_shapes_and_consistency(raw, tiny_rirs):
     p = _tiny(raw, 3)
     starts, feats, mix = _run(p, "eval", tiny_rirs)
     assert starts == [0]
-    assert feats.shape == (3, 2, 256, 51) and feats.dtype == np.float16
+    assert feats.shape == (3, 2 * len(p.features.channels), 256, 51) and feats.dtype == np.float16
     assert mix.shape == (3, 2, 8000) and mix.dtype == np.float32
     np.testing.assert_allclose((mix.astype(np.float64) ** 2).mean(axis=(1, 2)), 1.0, rtol=1e-5)
     again = features_from_audio(torch.from_numpy(mix), FeatureConfig.from_params(p)).numpy()

@@ -76,7 +76,7 @@ def test_an_example_depends_on_seed_epoch_and_room_only():
     mixer.epoch = 1
     x3, _ = mixer.batch([0, 3, 5])
     assert not torch.equal(x3, x1), "every epoch draws new mixtures"
-    assert x1.shape == (3, 2, p.features.n_fft // 2, p.window_frames)
+    assert x1.shape == (3, 2 * len(p.features.channels), p.features.n_fft // 2, p.window_frames)
 
 
 def test_each_talker_reaches_the_mics_through_its_own_rirs():

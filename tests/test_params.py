@@ -47,7 +47,7 @@ def test_repo_params_yaml_has_the_documented_defaults():
     assert sim.method_for("train") == "fra" and sim.method_for("eval") == "fra"
     assert p.labels.angle == "lateral"
     assert p.labels.n_classes == 36 and p.labels.class_width_deg == 5.0
-    assert p.features.channels == ("ipd",) and p.features.keep_mix == ("eval",)
+    assert p.features.channels == ("ipd", "logmag") and p.features.keep_mix == ("eval",)
     assert p.features.n_fft == 512 and p.features.hop == 160 and p.features.snr_db is None
     assert p.sources.kind == "synthetic" and p.sources.folder is None
 

@@ -46,7 +46,7 @@ def test_repro_builds_rirs_and_features_of_both_splits(project):
         rooms = pd.read_csv(project / "data/rirs" / split / "rooms.csv")
         assert len(rooms) == n and "src1_lateral_deg" in rooms
         feats = np.load(project / "data/features" / split / "features.npy")
-        assert feats.shape == (n, 2, 256, 51) and feats.dtype == np.float16
+        assert feats.shape == (n, 2 * len(p.features.channels), 256, 51) and feats.dtype == np.float16
         labels = np.load(project / "data/features" / split / "labels.npy")
         angles = np.load(project / "data/features" / split / "angles.npy")
         assert labels.shape == angles.shape == (n, 2)
