@@ -97,11 +97,13 @@ def test_rooms_csv_round_trip(sim, rooms):
     ]
     for k in range(2):
         expected += [f"src{k}_{c}" for c in ("x", "y", "z", "distance", "azimuth_deg", "lateral_deg")]
+    for k in range(sim.noise_sources):  # positions of the noise sources, after the talkers
+        expected += [f"noise{k}_{c}" for c in ("x", "y", "z")]
     assert list(rooms.to_frame().columns) == expected
 
 
 def test_noise_positions_leave_the_rooms_as_they_were_and_keep_off_the_walls(sim):
-    plain = sample_rooms(room_spec(sim), 77, 0, 40)
+    plain = sample_rooms(room_spec(sim.model_copy(update={"noise_sources": 0})), 77, 0, 40)
     spec = room_spec(sim.model_copy(update={"noise_sources": 2}))
     noisy = sample_rooms(spec, 77, 0, 40)
     np.testing.assert_array_equal(noisy.src_pos, plain.src_pos)
