@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import soundfile as sf
 import torch
 import typer
 from common import json_option, machine_info, params_option, set_threads, threads_option, utc_now, write_json
@@ -28,6 +27,7 @@ from dualmic.core.errors import DualmicError, user_errors
 from dualmic.core.labels import LabelCoding, angle_difference, label_period, source_counts
 from dualmic.core.params import load_params
 from dualmic.data.features import FeatureConfig, features_from_audio
+from dualmic.data.pool import speech_clips
 from dualmic.learn.inference import decode_angles, decode_known_count, pooled_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring.condition_mixtures import render_condition, talker_pool
@@ -40,14 +40,8 @@ DEFAULT_CONDITIONS = "single_talker,clean,close_talkers,diffuse_snr10,rt60_1.0-1
 class BankPool(TalkerPool):
     """Talkers read from the speech bank's clips instead of synthesised by espeak-ng."""
 
-    def __init__(self, files: list[Path], sample_rate: int):
-        self.specs = [f.name for f in files]
-        self.clips = []
-        for f in files:
-            audio, rate = sf.read(f, dtype="float64")
-            if rate != sample_rate or audio.ndim != 1:
-                raise DualmicError(f"{f}: {rate} Hz, {audio.ndim}-D; expected mono at {sample_rate} Hz")
-            self.clips.append(audio)
+    def __init__(self, clips: list[np.ndarray], names: list[str]):
+        self.specs, self.clips = names, clips
 
 
 def main(
@@ -93,16 +87,18 @@ def talker_counts(
     index = bank / "index.csv"
     if not index.is_file():
         raise DualmicError(f"{index} not found; build the speech bank first (dvc repro speech)")
-    files = [bank / f for f in pd.read_csv(index)["file"]][::stride][:n_talkers]
-    if len(files) < 2:
-        raise DualmicError(f"{bank} gives {len(files)} talker(s) at stride {stride}; need 2 or more")
-    pools = {"espeak": talker_pool(p), "recorded": BankPool(files, p.simulate.sample_rate)}
+    names = list(pd.read_csv(index)["file"])[::stride][:n_talkers]
+    if len(names) < 2:
+        raise DualmicError(f"{bank} gives {len(names)} talker(s) at stride {stride}; need 2 or more")
+    fs = p.simulate.sample_rate
+    clips = speech_clips(bank, fs, int(round(p.speech.clip_s * fs)))[::stride][:n_talkers]
+    pools = {"espeak": talker_pool(p), "recorded": BankPool(clips, names)}
     results: dict = {
         "date": utc_now(),
         "machine": machine_info(),
         "model": str(model_path),
         "n_rooms": p.conditions.n_rooms,
-        "recorded_talkers": len(files),
+        "recorded_talkers": len(names),
     }
     for name in chosen:
         for kind, pool in pools.items():
