@@ -231,3 +231,21 @@ def test_the_pool_holds_the_speech_banks_clips(tmp_path):
     assert abs(np.argmax(spectrum) - 150) <= 1, "the first bank clip (150 Hz), tiled to clip_s"
     only = build_pool(online.model_copy(update={"talkers": ("speech",)}), FS, bank)
     assert len(only.talkers) == 2
+
+
+def test_an_overlapping_voice_comes_from_its_talkers_position():
+    p = _params((0.0, 1.0, 0.0), talker_overlap=1.0)
+    mixer = _mixer(p)
+    x, y = mixer.batch([0, 1, 2])
+    draws = [mixer.draw(r) for r in (0, 1, 2)]
+    for d in draws:  # one talker, and a second excerpt over it from the same source
+        assert len(d.talkers) == 1 and [o[0] for o in d.overlaps] == list(d.talkers)
+    assert np.isnan(y[:, 1].numpy()).all(), "still one source per room: sources are positions"
+    audio, _ = mixer.mixtures(np.array([0, 1, 2]))
+    for a, d in zip(audio.numpy(), draws, strict=True):
+        assert _lag(a) == LAGS[d.talkers[0]]
+    plain = _mixer(_params((0.0, 1.0, 0.0)))
+    a0, _ = plain.mixtures(np.array([0]))
+    assert not torch.equal(a0, audio[:1]), "the overlapping excerpt is heard"
+    assert plain.draw(0).overlaps == ()
+    assert plain.draw(0).clips == draws[0].clips, "talker_overlap draws after every other draw"

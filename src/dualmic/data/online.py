@@ -7,6 +7,11 @@ under the same conditions the ``augment`` params describe (0, 1 or 2 talkers as
 ``features.active_sources`` draws them, a point noise source at a silent talker's position,
 diffuse white / pink / brown / babble noise, sensor noise, imperfect microphones).
 
+``augment.talker_overlap`` plays a second talker excerpt from an active talker's position (a
+loudspeaker, or people speaking over each other from one place). The number of sources is the
+number of positions: without it, one talker's continuous speech (no pauses) is taken for two,
+because training mixtures of two talkers are denser in time and frequency than those of one.
+
 Speed comes from drawing only scalars per example and doing all signal work batched:
 
 * talkers and noise are excerpts of a :class:`Pool` held in memory (synthetic talkers from
@@ -57,6 +62,7 @@ class Draw:
     sensor: tuple[int, int, float] | None  # white-noise offsets for mic 0 and 1, SNR dB
     mic: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None  # gain, tilt, allpass
     noise_source: tuple[int, int, int, float] | None = None  # (position, colour, offset, SNR dB)
+    overlaps: tuple[tuple[int, int, int, float], ...] = ()  # (source, clip, offset, dB) spoken over a talker
 
 
 class OnlineMixer:
@@ -130,10 +136,19 @@ class OnlineMixer:
                 self._offset(rng, self.pool.noise_samples, self.dry_len),
                 float(rng.uniform(*aug.point_noise_snr_db)),
             )
+        overlaps = []
+        if aug.talker_overlap > 0:
+            for k in cond.talkers:
+                if rng.random() < aug.talker_overlap:
+                    c = int(rng.integers(k_pool))
+                    off = self.pool.active_offset(rng, c, self.dry_len)
+                    overlaps.append((k, c, off, float(rng.uniform(*self.p.features.sir_db))))
         mic = None
         if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
             mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
-        return Draw(cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source)
+        return Draw(
+            cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source, tuple(overlaps)
+        )
 
     @staticmethod
     def _offset(rng: np.random.Generator, total: int, length: int) -> int:
@@ -154,6 +169,8 @@ class OnlineMixer:
                     dry[i, k] = noise[color, off : off + self.dry_len]
                 else:
                     dry[i, k] = talkers[d.clips[k], d.offsets[k] : d.offsets[k] + self.dry_len]
+            for k, clip, off, gain_db in d.overlaps:  # a second voice from the same position
+                dry[i, k] += 10 ** (gain_db / 20) * talkers[clip, off : off + self.dry_len]
         order = np.argsort(rooms)  # sorted reads of a memmap are faster; undone below
         rir = torch.from_numpy(np.ascontiguousarray(self.rirs[rooms[order]], dtype=np.float32))
         rir = rir[torch.from_numpy(np.argsort(order))]
