@@ -9,6 +9,12 @@ the count depends on the kind of voice, not how it does on unseen voices. ``--ga
 scores every mixture at other levels (a recording is scaled to unit RMS over its whole length, so
 where its talkers speak it sits above or below the unit-RMS training windows).
 
+Sources are positions. ``--voices`` adds two variants of the espeak-ng talkers that test whether
+the model counts positions or voices: ``espeak-overlap`` (each talker's clip with the next
+talker's clip added: two voices from one position, as from a loudspeaker, still one source) and
+``espeak-gated`` (each clip silenced for 0.4 s after every 0.4 s of speech: sparser speech, the
+same positions).
+
     .venv/bin/python benchmarks/talker_counts.py --model models/model.pt --gains-db=-10,0,10
 """
 
@@ -38,10 +44,29 @@ DEFAULT_CONDITIONS = "single_talker,clean,close_talkers,diffuse_snr10,rt60_1.0-1
 
 
 class BankPool(TalkerPool):
-    """Talkers read from the speech bank's clips instead of synthesised by espeak-ng."""
+    """Talkers read from the speech bank's clips (or any clips) instead of synthesised by espeak-ng."""
 
     def __init__(self, clips: list[np.ndarray], names: list[str]):
         self.specs, self.clips = names, clips
+
+
+VOICES = ("espeak", "recorded", "espeak-overlap", "espeak-gated")
+GATE_S = 0.4  # espeak-gated: seconds of speech, then as many of silence
+
+
+def overlapped(pool: TalkerPool) -> BankPool:
+    """Each talker's clip plus the next talker's (repeated to its length): two voices, one place."""
+    clips = pool.clips
+    out = [c + np.resize(clips[(k + 1) % len(clips)], len(c)) for k, c in enumerate(clips)]
+    return BankPool(
+        out, [f"{a}+{b}" for a, b in zip(pool.specs, pool.specs[1:] + pool.specs[:1], strict=True)]
+    )
+
+
+def gated(pool: TalkerPool, sample_rate: int) -> BankPool:
+    """Each talker's clip silenced for ``GATE_S`` after every ``GATE_S`` of speech."""
+    on = int(round(GATE_S * sample_rate))
+    return BankPool([c * ((np.arange(len(c)) // on) % 2 == 0) for c in pool.clips], list(pool.specs))
 
 
 def main(
@@ -52,12 +77,17 @@ def main(
     n_talkers: int = typer.Option(60, min=2, help="recorded-voice talkers"),
     conditions: str = typer.Option(DEFAULT_CONDITIONS, help="comma-separated condition names"),
     gains_db: str = typer.Option("0", help="comma-separated levels (dB) each mixture is scored at"),
+    voices: str = typer.Option(
+        "espeak,recorded", help=f"comma-separated talker kinds from {', '.join(VOICES)}"
+    ),
     threads: int | None = threads_option(),
     json_out: Path | None = json_option(),
 ) -> None:
     with user_errors():
         set_threads(threads)
-        talker_counts(model_path, params_path, bank, stride, n_talkers, conditions, gains_db, json_out)
+        talker_counts(
+            model_path, params_path, bank, stride, n_talkers, conditions, gains_db, voices, json_out
+        )
 
 
 def talker_counts(
@@ -68,6 +98,7 @@ def talker_counts(
     n_talkers: int,
     names: str,
     gains_db: str,
+    voices: str,
     json_out: Path | None,
 ) -> None:
     p = load_params(params_path)
@@ -75,6 +106,10 @@ def talker_counts(
         gains = [float(g) for g in gains_db.split(",") if g.strip()]
     except ValueError:
         raise DualmicError(f"--gains-db {gains_db!r}: give comma-separated numbers (dB)") from None
+    kinds = [v.strip() for v in voices.split(",") if v.strip()]
+    bad = [v for v in kinds if v not in VOICES]
+    if bad or not kinds:
+        raise DualmicError(f"--voices {voices!r}: choose from {', '.join(VOICES)}")
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in CONDITIONS]
     if unknown:
@@ -84,22 +119,31 @@ def talker_counts(
     coding = LabelCoding.from_params(p)
     if not coding.counting:
         raise DualmicError(f"{model_path} does not count talkers (labels.counting is false)")
-    index = bank / "index.csv"
-    if not index.is_file():
-        raise DualmicError(f"{index} not found; build the speech bank first (dvc repro speech)")
-    names = list(pd.read_csv(index)["file"])[::stride][:n_talkers]
-    if len(names) < 2:
-        raise DualmicError(f"{bank} gives {len(names)} talker(s) at stride {stride}; need 2 or more")
     fs = p.simulate.sample_rate
-    clips = speech_clips(bank, fs, int(round(p.speech.clip_s * fs)))[::stride][:n_talkers]
-    pools = {"espeak": talker_pool(p), "recorded": BankPool(clips, names)}
+    pools: dict[str, TalkerPool] = {}
+    if any(k.startswith("espeak") for k in kinds):
+        espeak = talker_pool(p)
+        made = {"espeak": espeak, "espeak-overlap": overlapped(espeak), "espeak-gated": gated(espeak, fs)}
+        pools.update((k, made[k]) for k in kinds if k in made)
+    if "recorded" in kinds:
+        index = bank / "index.csv"
+        if not index.is_file():
+            raise DualmicError(f"{index} not found; build the speech bank first (dvc repro speech)")
+        names = list(pd.read_csv(index)["file"])[::stride][:n_talkers]
+        if len(names) < 2:
+            raise DualmicError(f"{bank} gives {len(names)} talker(s) at stride {stride}; need 2 or more")
+        clips = speech_clips(bank, fs, int(round(p.speech.clip_s * fs)))[::stride][:n_talkers]
+        pools["recorded"] = BankPool(clips, names)
+    pools = {k: pools[k] for k in kinds}
     results: dict = {
         "date": utc_now(),
         "machine": machine_info(),
         "model": str(model_path),
         "n_rooms": p.conditions.n_rooms,
-        "recorded_talkers": len(names),
+        "voices": kinds,
     }
+    if "recorded" in pools:
+        results["recorded_talkers"] = len(pools["recorded"])
     for name in chosen:
         for kind, pool in pools.items():
             rendered = render_condition(CONDITIONS[name], p, pool)

@@ -249,3 +249,24 @@ def test_an_overlapping_voice_comes_from_its_talkers_position():
     assert not torch.equal(a0, audio[:1]), "the overlapping excerpt is heard"
     assert plain.draw(0).overlaps == ()
     assert plain.draw(0).clips == draws[0].clips, "talker_overlap draws after every other draw"
+
+
+def test_a_gapped_talker_falls_silent_between_stretches_of_speech():
+    p = _params((0.0, 1.0, 0.0), talker_gaps=1.0)
+    mixer = _mixer(p, n_rooms=40)
+    mixer.pool.talkers = torch.randn(mixer.pool.talkers.shape, generator=torch.Generator().manual_seed(0))
+    whole = 0  # rooms whose window holds a whole silence
+    for room in range(40):
+        ((k, on, off, _phase),) = mixer.draw(room).gaps
+        assert 0.2 * FS <= on <= 0.8 * FS and 0.1 * FS <= off <= 0.6 * FS
+        audio, _ = mixer.mixtures(np.array([room]))
+        assert np.abs(audio[0].numpy()).max() > 0.1
+        quiet = np.abs(audio[0].numpy()).max(0) < 1e-4  # both mics silent (FFT round-off aside)
+        edges = np.flatnonzero(np.diff(np.r_[0, quiet.astype(np.int8), 0]))
+        starts, ends = edges[::2], edges[1::2]
+        inner = (ends - starts)[(starts > 0) & (ends < len(quiet))]  # not cut by the window's ends
+        # each silence of the dry talker is heard shortened by the 6-sample spread of its two paths
+        assert np.all(inner == off - abs(LAGS[k])), (inner, off)
+        whole += len(inner) > 0
+    assert whole >= 5
+    assert _params((0.0, 1.0, 0.0)).augment.talker_gaps == 0.0

@@ -67,7 +67,8 @@ class AugmentParams(Section):
     point_noise: Probability = 0.0  # of a noise point source at a silent talker's position
     point_noise_snr_db: tuple[Float, Float] = (0.0, 20.0)
     noise_source: Probability = 0.0  # of a point noise at a room's noise position (online mixing)
-    talker_overlap: Probability = 0.0  # per active talker, of a second excerpt played from its position (online mixing)
+    talker_overlap: Probability = 0.0  # per talker, of a second excerpt from its position (online)
+    talker_gaps: Probability = 0.0  # per talker, of silences cut into its excerpt (online)
     diffuse: Probability = 0.0
     diffuse_snr_db: tuple[Float, Float] = (0.0, 30.0)
     sensor: Probability = 0.0

@@ -11,6 +11,8 @@ diffuse white / pink / brown / babble noise, sensor noise, imperfect microphones
 loudspeaker, or people speaking over each other from one place). The number of sources is the
 number of positions: without it, one talker's continuous speech (no pauses) is taken for two,
 because training mixtures of two talkers are denser in time and frequency than those of one.
+``augment.talker_gaps`` cuts silences into a talker's excerpt (0.1-0.6 s after every 0.2-0.8 s),
+so two talkers who take turns are still two.
 
 Speed comes from drawing only scalars per example and doing all signal work batched:
 
@@ -42,6 +44,8 @@ from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.pool import NOISE_COLORS, Pool
 
 _EPS = 1e-8
+GAP_SPEECH_S = (0.2, 0.8)  # seconds of speech between the silences of augment.talker_gaps
+GAP_SILENCE_S = (0.1, 0.6)  # seconds of each silence
 _MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024, is gone by then)
 
 
@@ -63,6 +67,7 @@ class Draw:
     mic: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None  # gain, tilt, allpass
     noise_source: tuple[int, int, int, float] | None = None  # (position, colour, offset, SNR dB)
     overlaps: tuple[tuple[int, int, int, float], ...] = ()  # (source, clip, offset, dB) spoken over a talker
+    gaps: tuple[tuple[int, int, int, int], ...] = ()  # (source, speech, silence, phase) in samples
 
 
 class OnlineMixer:
@@ -143,12 +148,20 @@ class OnlineMixer:
                     c = int(rng.integers(k_pool))
                     off = self.pool.active_offset(rng, c, self.dry_len)
                     overlaps.append((k, c, off, float(rng.uniform(*self.p.features.sir_db))))
+        gaps = []
+        if aug.talker_gaps > 0:
+            fs = self.p.simulate.sample_rate
+            for k in cond.talkers:
+                if rng.random() < aug.talker_gaps:
+                    on, off = int(rng.uniform(*GAP_SPEECH_S) * fs), int(rng.uniform(*GAP_SILENCE_S) * fs)
+                    gaps.append((k, on, off, int(rng.integers(on + off))))
         mic = None
         if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
             mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
         return Draw(
-            cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source, tuple(overlaps)
-        )
+            cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source,
+            tuple(overlaps), tuple(gaps),
+        )  # fmt: skip
 
     @staticmethod
     def _offset(rng: np.random.Generator, total: int, length: int) -> int:
@@ -171,6 +184,8 @@ class OnlineMixer:
                     dry[i, k] = talkers[d.clips[k], d.offsets[k] : d.offsets[k] + self.dry_len]
             for k, clip, off, gain_db in d.overlaps:  # a second voice from the same position
                 dry[i, k] += 10 ** (gain_db / 20) * talkers[clip, off : off + self.dry_len]
+            for k, on, off, phase in d.gaps:  # speech, silence, speech, ... from a random phase
+                dry[i, k] *= ((torch.arange(self.dry_len) + phase) % (on + off) < on).float()
         order = np.argsort(rooms)  # sorted reads of a memmap are faster; undone below
         rir = torch.from_numpy(np.ascontiguousarray(self.rirs[rooms[order]], dtype=np.float32))
         rir = rir[torch.from_numpy(np.argsort(order))]
