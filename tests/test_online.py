@@ -244,7 +244,7 @@ def test_an_overlapping_voice_comes_from_its_talkers_position():
     audio, _ = mixer.mixtures(np.array([0, 1, 2]))
     for a, d in zip(audio.numpy(), draws, strict=True):
         assert _lag(a) == LAGS[d.talkers[0]]
-    plain = _mixer(_params((0.0, 1.0, 0.0)))
+    plain = _mixer(_params((0.0, 1.0, 0.0), talker_overlap=0.0))
     a0, _ = plain.mixtures(np.array([0]))
     assert not torch.equal(a0, audio[:1]), "the overlapping excerpt is heard"
     assert plain.draw(0).overlaps == ()
@@ -269,4 +269,3 @@ def test_a_gapped_talker_falls_silent_between_stretches_of_speech():
         assert np.all(inner == off - abs(LAGS[k])), (inner, off)
         whole += len(inner) > 0
     assert whole >= 5
-    assert _params((0.0, 1.0, 0.0)).augment.talker_gaps == 0.0
