@@ -7,12 +7,8 @@ under the same conditions the ``augment`` params describe (0, 1 or 2 talkers as
 ``features.active_sources`` draws them, a point noise source at a silent talker's position,
 diffuse white / pink / brown / babble noise, sensor noise, imperfect microphones).
 
-``augment.talker_overlap`` plays a second talker excerpt from an active talker's position (a
-loudspeaker, or people speaking over each other from one place). The number of sources is the
-number of positions: without it, one talker's continuous speech (no pauses) is taken for two,
-because training mixtures of two talkers are denser in time and frequency than those of one.
-``augment.talker_gaps`` cuts silences into a talker's excerpt (0.1-0.6 s after every 0.2-0.8 s),
-so two talkers who take turns are still two.
+``augment.talker_overlap`` (a second voice from a talker's position) and ``augment.talker_gaps``
+(silences in a talker's excerpt) edit the dry talkers first: :mod:`dualmic.data.talker_edits`.
 
 Speed comes from drawing only scalars per example and doing all signal work batched:
 
@@ -42,10 +38,9 @@ from dualmic.core.labels import slot_angles
 from dualmic.data.augment import draw_condition
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.pool import NOISE_COLORS, Pool
+from dualmic.data.talker_edits import Gap, Overlap, apply_edits, draw_gaps, draw_overlaps
 
 _EPS = 1e-8
-GAP_SPEECH_S = (0.2, 0.8)  # seconds of speech between the silences of augment.talker_gaps
-GAP_SILENCE_S = (0.1, 0.6)  # seconds of each silence
 _MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024, is gone by then)
 
 
@@ -66,8 +61,8 @@ class Draw:
     sensor: tuple[int, int, float] | None  # white-noise offsets for mic 0 and 1, SNR dB
     mic: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None  # gain, tilt, allpass
     noise_source: tuple[int, int, int, float] | None = None  # (position, colour, offset, SNR dB)
-    overlaps: tuple[tuple[int, int, int, float], ...] = ()  # (source, clip, offset, dB) spoken over a talker
-    gaps: tuple[tuple[int, int, int, int], ...] = ()  # (source, speech, silence, phase) in samples
+    overlaps: tuple[Overlap, ...] = ()  # second voices spoken from a talker's position
+    gaps: tuple[Gap, ...] = ()  # silences cut into a talker's excerpt
 
 
 class OnlineMixer:
@@ -141,26 +136,15 @@ class OnlineMixer:
                 self._offset(rng, self.pool.noise_samples, self.dry_len),
                 float(rng.uniform(*aug.point_noise_snr_db)),
             )
-        overlaps = []
-        if aug.talker_overlap > 0:
-            for k in cond.talkers:
-                if rng.random() < aug.talker_overlap:
-                    c = int(rng.integers(k_pool))
-                    off = self.pool.active_offset(rng, c, self.dry_len)
-                    overlaps.append((k, c, off, float(rng.uniform(*self.p.features.sir_db))))
-        gaps = []
-        if aug.talker_gaps > 0:
-            fs = self.p.simulate.sample_rate
-            for k in cond.talkers:
-                if rng.random() < aug.talker_gaps:
-                    on, off = int(rng.uniform(*GAP_SPEECH_S) * fs), int(rng.uniform(*GAP_SILENCE_S) * fs)
-                    gaps.append((k, on, off, int(rng.integers(on + off))))
+        overlaps = draw_overlaps(rng, cond.talkers, aug.talker_overlap, self.pool, self.dry_len,
+                                 self.p.features.sir_db)  # fmt: skip
+        gaps = draw_gaps(rng, cond.talkers, aug.talker_gaps, self.p.simulate.sample_rate)
         mic = None
         if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
             mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
         return Draw(
             cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source,
-            tuple(overlaps), tuple(gaps),
+            overlaps, gaps,
         )  # fmt: skip
 
     @staticmethod
@@ -182,10 +166,7 @@ class OnlineMixer:
                     dry[i, k] = noise[color, off : off + self.dry_len]
                 else:
                     dry[i, k] = talkers[d.clips[k], d.offsets[k] : d.offsets[k] + self.dry_len]
-            for k, clip, off, gain_db in d.overlaps:  # a second voice from the same position
-                dry[i, k] += 10 ** (gain_db / 20) * talkers[clip, off : off + self.dry_len]
-            for k, on, off, phase in d.gaps:  # speech, silence, speech, ... from a random phase
-                dry[i, k] *= ((torch.arange(self.dry_len) + phase) % (on + off) < on).float()
+            apply_edits(dry[i], d.overlaps, d.gaps, talkers)
         order = np.argsort(rooms)  # sorted reads of a memmap are faster; undone below
         rir = torch.from_numpy(np.ascontiguousarray(self.rirs[rooms[order]], dtype=np.float32))
         rir = rir[torch.from_numpy(np.argsort(order))]
