@@ -109,8 +109,8 @@ def params_option():
     return typer.Option(Path("params.yaml"), "--params", help="params file")
 
 
-def split_option():
-    return typer.Option("eval", "--split", help="split whose seed draws the rooms")
+def split_option(default: str = "eval"):
+    return typer.Option(default, "--split", help="split whose seed draws the rooms")
 
 
 def threads_option():

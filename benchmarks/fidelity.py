@@ -76,7 +76,11 @@ app = typer.Typer(add_completion=False)
 
 def take_rooms(rooms: Rooms, index) -> Rooms:
     """Rooms ``index`` (a slice or an array of indices) of a batch, stored angles included."""
-    arrays = {f.name: getattr(rooms, f.name)[index] for f in fields(Rooms) if f.name != "stored_angles"}
+    arrays = {
+        f.name: value[index] if isinstance(value := getattr(rooms, f.name), np.ndarray) else value
+        for f in fields(Rooms)
+        if f.name != "stored_angles"
+    }
     return Rooms(**arrays, stored_angles={k: v[index] for k, v in rooms.stored_angles.items()})
 
 

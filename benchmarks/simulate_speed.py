@@ -59,7 +59,8 @@ app = typer.Typer(add_completion=False)
 
 
 class OtherLoad:
-    """CPU time used by other processes during a block: /proc/stat busy time minus our own.
+    """CPU time used by other processes during a block: /proc/stat busy time minus our own (and
+    that of the child processes we waited for).
 
     Timings on a shared machine are only comparable when ``others_cpu_share`` is near 0.
     """
@@ -84,8 +85,8 @@ class OtherLoad:
         except (OSError, ValueError):
             return None
         busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return time.perf_counter(), busy, usage.ru_utime + usage.ru_stime
+        own = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+        return time.perf_counter(), busy, sum(u.ru_utime + u.ru_stime for u in own)
 
 
 def sync(device: torch.device) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from dualmic.core.device import resolve_device
-from dualmic.core.files import npy_writer, save_csv, save_json
+from dualmic.core.files import npy_appender, save_csv, save_json
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.sim.acoustics import arrival_sample, rir_summary, schroeder_decay_db
@@ -39,11 +39,11 @@ def run(
     shape = (n_rooms, sim.n_sources, len(sim.mic_offsets), sim.n_taps_for(split))
     tables, checked = [], []
     with (
-        npy_writer(out / split / "rirs.npy", shape, "float32") as rirs,
+        npy_appender(out / split / "rirs.npy", shape, "float32") as append,
         progress_bar(f"simulate {split} ({sim.method_for(split)}, {device})", n_rooms) as bar,
     ):
-        for start, rooms, batch in simulate_batches(sim, split, device):
-            rirs[start : start + len(rooms)] = batch
+        for start, rooms, batch in simulate_batches(sim, split, device):  # in room order
+            append(batch)
             tables.append(rooms.to_frame())
             if start < n_check:
                 checked.append((rooms, batch))
@@ -60,11 +60,11 @@ def write_noise_rirs(sim, split: str, device, path: Path, shape: tuple[int, ...]
     """The RIRs of every room's point-noise positions: (n_rooms, noise_sources, n_mics, n_taps)."""
     shape = (shape[0], sim.noise_sources, *shape[2:])
     with (
-        npy_writer(path, shape, "float32") as rirs,
+        npy_appender(path, shape, "float32") as append,
         progress_bar(f"simulate {split} noise positions", shape[0]) as bar,
     ):
-        for start, rooms, batch in simulate_batches(sim, split, device, noise=True):
-            rirs[start : start + len(rooms)] = batch
+        for _, rooms, batch in simulate_batches(sim, split, device, noise=True):
+            append(batch)
             bar(len(rooms))
 
 

@@ -14,7 +14,6 @@ from dualmic.core.params import SimulateParams
 from dualmic.sim.binaural import binaural_rirs
 from dualmic.sim.fra import NOISE_STREAM, FraConfig, fra_rirs, image_draws
 from dualmic.sim.hrtf import Hrtf, check_ears, load_hrtf
-from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
 
@@ -111,6 +110,8 @@ def simulate_batches(
             if i + 1 < len(starts):
                 pending = pool.submit(prepare, starts[i + 1])
             if method == "ism":
+                from dualmic.sim.ism import ism_rirs  # noqa: PLC0415 (pyroomacoustics: slow to import)
+
                 rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, hrtf)
             else:
                 rirs = room_rirs(rooms, draws, cfg, sim, hrtf, device)

@@ -82,6 +82,25 @@ def _nearest_image_distance(src: torch.Tensor, center: torch.Tensor, dim: torch.
     return d2.amin(-1).sqrt()
 
 
+def _cap_distance(k: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, n: int) -> torch.Tensor:
+    """The distance d_c (B, S) where the expected number of draws reaches ``n`` (d_max if it
+    never does), by bisection in float64 on the CPU: (B, S) is small, so torch's per-call
+    cost would dominate."""
+    k, lo, d_end = (x.detach().cpu().double().numpy() for x in (k, d_min, d_max))
+    d_start = lo
+
+    def count(dc):  # expected draws below the cap at dc plus the uniform part beyond it
+        return k / 3 * (dc**3 - d_start**3) + k * dc**2 * (d_end - dc)
+
+    lo, hi = d_start.copy(), d_end.copy()
+    for _ in range(40):  # count() is increasing in dc (its derivative is 2k·dc·(d_max − dc))
+        mid = (lo + hi) / 2
+        below = count(mid) < n
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    d_c = np.where(count(d_end) <= n, d_end, hi)
+    return torch.as_tensor(d_c, dtype=d_min.dtype, device=d_min.device)
+
+
 def _draw_distances(u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, volume: torch.Tensor):
     """Image distances and how many real images each one stands for.
 
@@ -102,15 +121,7 @@ def _draw_distances(u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, v
     n = u.shape[-1]
     k = 4 * math.pi / volume
 
-    def count(dc):  # expected draws below the cap at dc plus the uniform part beyond it
-        return k / 3 * (dc**3 - d_min**3) + k * dc**2 * (d_max - dc)
-
-    lo, hi = d_min.clone(), d_max.clone()
-    for _ in range(40):  # count() is increasing in dc: bisection
-        mid = (lo + hi) / 2
-        below = count(mid) < n
-        lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    d_c = torch.where(count(d_max) <= n, d_max, hi)
+    d_c = _cap_distance(k, d_min, d_max, n)
     rho = k * d_c**2  # draws per metre beyond d_c
     mass_a = k / 3 * (d_c**3 - d_min**3)
     total = mass_a + rho * (d_max - d_c)
@@ -119,9 +130,9 @@ def _draw_distances(u: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, v
     d_a = (d_min[..., None] ** 3 + 3 * t / k[..., None]).clamp_min(0) ** (1 / 3)
     d_b = d_c[..., None] + (t - mass_a[..., None]) / rho[..., None].clamp_min(1e-12)
     dist = torch.where(in_a, d_a, d_b).clamp(d_min[..., None], d_max[..., None])
-    tau = k[..., None] * dist**2
-    sampled = torch.minimum(tau, rho[..., None]) * (n / total[..., None])
-    return dist, tau / sampled
+    # K = τ / (draw density): τ / (min(τ, ρ) · n / total) = max(τ / ρ, 1) · total / n
+    represents = (dist.square() * (k / rho.clamp_min(1e-12))[..., None]).clamp_min(1) * (total / n)[..., None]
+    return dist, represents
 
 
 @dataclass
@@ -179,6 +190,23 @@ def image_field(rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, device) -> Im
     return ImageField(center=center, src=src, mics=mics, unit=unit, dist=dist, gain=gain)
 
 
+def image_mic_distances(field: ImageField) -> torch.Tensor:
+    """Distance from every image to every mic (B, S, M, N) metres.
+
+    An image lies at ``center + d·u`` and a mic at ``center + o``, so its distance is
+    √(d² − 2d(u·o) + |o|²): three products per mic instead of (B, S, M, N, 3) coordinate
+    differences. d ≥ the nearest image distance > |o|, so the root stays well away
+    from zero.
+    """
+    offsets = field.mics - field.center  # (B, M, 3)
+    o = offsets[:, None, :, None, :]  # (B, 1, M, 1, 3)
+    u = field.unit[:, :, None]  # (B, S, 1, N, 3)
+    u_dot_o = u[..., 0] * o[..., 0] + u[..., 1] * o[..., 1] + u[..., 2] * o[..., 2]  # (B, S, M, N)
+    d = field.dist[:, :, None, :]
+    o2 = offsets.pow(2).sum(-1)[:, None, :, None]  # (B, 1, M, 1)
+    return (d * (d - 2 * u_dot_o) + o2).sqrt()
+
+
 def fra_rirs(
     rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, device: str | torch.device = "cpu"
 ) -> torch.Tensor:
@@ -196,10 +224,9 @@ def fra_rirs(
     """
     field = image_field(rooms, draws, cfg, device)
     src, mics, gain = field.src, field.mics, field.gain
-    image = field.center[:, :, None, :] + field.dist[..., None] * field.unit  # (B, S, N, 3)
 
     # distances to each mic: images (B, S, M, N) and direct path (B, S, M, 1)
-    r_img = (image[:, :, None] - mics[:, None, :, None]).norm(dim=-1)
+    r_img = image_mic_distances(field)
     r_dir = (src[:, :, None] - mics[:, None]).norm(dim=-1)[..., None]
     r = torch.cat([r_dir, r_img], dim=-1)
     amp = torch.cat([1 / r_dir, gain[:, :, None] / r_img], dim=-1)

@@ -79,17 +79,19 @@ def oversampled_rirs(r: torch.Tensor, amp: torch.Tensor, cfg: FraConfig, device)
 EARLY_PAD = 256  # samples of zeros after the early window: room for its band-limited impulses
 
 
-def scatter_linear(n: int, pos: torch.Tensor, amp: torch.Tensor) -> torch.Tensor:
-    """Impulses ``amp`` at fractional sample positions ``pos`` (..., K) >= 0 into (..., n)
-    buffers, split over the two neighbouring samples (linear weights); impulses from n − 1 on
-    fall into two spare samples past the end, which are dropped."""
-    idx = pos.floor()
-    frac = pos - idx
-    idx = idx.clamp_max(n).long()
-    buf = torch.zeros(*pos.shape[:-1], n + 2, dtype=torch.float32, device=pos.device)
-    buf.scatter_add_(-1, idx, amp - amp * frac)
-    buf.scatter_add_(-1, idx + 1, amp * frac)
-    return buf[..., :n]
+def smooth_size(n: int) -> int:
+    """The smallest 2^a·3^b·5^c ≥ n (FFTs of such sizes are the fastest)."""
+    best, p2 = None, 1
+    while p2 < 2 * n:
+        p3 = p2
+        while p3 < 2 * n:
+            p5 = p3
+            while p5 < n:
+                p5 *= 5
+            best = p5 if best is None else min(best, p5)
+            p3 *= 3
+        p2 *= 2
+    return best
 
 
 def linear_weights_gain(n: int, n_bins: int, device) -> torch.Tensor:
@@ -110,14 +112,26 @@ def two_rate_rirs(r: torch.Tensor, amp: torch.Tensor, cfg: FraConfig, device) ->
     n_early = min(cfg.early_taps, cfg.n_taps)
     late = pos >= n_early
 
-    # direct path and early reflections: oversampled, resampled by FFT over a short window
-    n_e = n_early + EARLY_PAD
-    hi = scatter_linear(n_early * os_ + 1, pos * os_, amp * ~late)
-    low = torch.fft.rfft(hi, n=n_e * os_)[..., : n_e // 2 + 1] * band_response(n_e, fs, 0.0, device)
+    # one scatter for both rates: the direct path and early reflections at the oversampled rate
+    # in the first n_hi samples of the buffer, later reflections (and direct paths past the
+    # early window) at the sample rate from n_hi + 2 on; each part ends in two spare samples
+    n_hi = n_early * os_ + 1
+    q = torch.where(late, pos, pos * os_)
+    idx = q.floor()
+    frac = q - idx
+    idx = torch.where(late, idx.clamp_max(cfg.n_taps) + (n_hi + 2), idx).long()
+    buf = torch.zeros(*pos.shape[:-1], n_hi + 2 + cfg.n_taps + 2, dtype=torch.float32, device=device)
+    buf.scatter_add_(-1, idx, amp - amp * frac)
+    buf.scatter_add_(-1, idx + 1, amp * frac)
+
+    # early part: resampled by FFT over a short window
+    n_e = smooth_size(n_early + EARLY_PAD)  # 2^a 3^b 5^c samples: fast FFTs
+    low = torch.fft.rfft(buf[..., :n_hi], n=n_e * os_)[..., : n_e // 2 + 1]
+    low = low * band_response(n_e, fs, 0.0, device)
     early_td = torch.fft.irfft(low, n=n_e)
 
-    # later reflections at the sample rate; direct paths past the early window land here too
-    late_buf = scatter_linear(cfg.n_taps, pos, amp * late)
+    # late part at the sample rate, its linear weights' mean low-pass equalised
+    late_buf = buf[..., n_hi + 2 : n_hi + 2 + cfg.n_taps]
     spec = torch.fft.rfft(late_buf, n=n_out) * (
         linear_weights_gain(n_out, n_bins, device) * band_response(n_out, fs, 0.0, device)
     )
