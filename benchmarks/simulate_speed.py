@@ -19,6 +19,7 @@ Run from the repository root:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import resource
 import sys
@@ -111,8 +112,12 @@ def direct_delay_errors(rirs: np.ndarray, rooms: Rooms, sample_rate: int, c: flo
     return np.abs(masked.argmax(-1) - expected).ravel()
 
 
-def time_ism(spec: RoomSpec, seed: int, n_rooms: int, sim) -> dict:
-    """Time ISM (room sampling included) on rooms 0..n_rooms-1, one room per call.
+def time_ism(
+    spec: RoomSpec, seed: int, n_rooms: int, sim, n_taps: int | None = None, noise_positions: bool = False
+) -> dict:
+    """Time ISM (room sampling included) on rooms 0..n_rooms-1, one room per call, with
+    ``n_taps`` (default ``simulate.n_taps``); ``noise_positions`` renders the rooms'
+    point-noise positions too, as the simulate stage does.
 
     A room for which the ISM raises ValueError (pyroomacoustics rejects its parameters) is
     skipped and listed; configs/s counts the simulated rooms and their time only.
@@ -122,8 +127,12 @@ def time_ism(spec: RoomSpec, seed: int, n_rooms: int, sim) -> dict:
     for i in range(n_rooms):
         t0 = time.perf_counter()
         rooms = sample_rooms(spec, seed, i, 1)
+        if noise_positions and rooms.noise_pos is not None:
+            rooms = dataclasses.replace(
+                rooms, src_pos=np.concatenate([rooms.src_pos, rooms.noise_pos], axis=1), stored_angles={}
+            )
         try:
-            rirs = ism_rirs(rooms, sim.sample_rate, sim.n_taps, sim.speed_of_sound, head(sim))
+            rirs = ism_rirs(rooms, sim.sample_rate, n_taps or sim.n_taps, sim.speed_of_sound, head(sim))
         except ValueError:
             skipped.append(i)
             continue

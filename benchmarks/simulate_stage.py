@@ -22,7 +22,6 @@ Run from the repository root:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import statistics
 import subprocess
@@ -31,16 +30,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import typer
 import yaml
 from common import json_option, load_split, machine_info, params_option, split_option, utc_now, write_json
-from simulate_speed import OtherLoad
+from simulate_speed import OtherLoad, time_ism
 
 from dualmic.core.errors import DualmicError, user_errors
 from dualmic.sim.batches import room_spec
-from dualmic.sim.ism import ism_rirs
-from dualmic.sim.rooms import sample_rooms
 
 REPO = Path(__file__).resolve().parents[1]
 app = typer.Typer(add_completion=False)
@@ -68,30 +64,13 @@ def time_stage(split: str, params: Path, repeats: int) -> list[float]:
     return walls
 
 
-def time_ism(sim, split: str, n_rooms: int, with_noise: bool) -> dict:
-    """Seconds per room of the ISM on rooms 0..n_rooms-1 of ``split`` (room sampling included);
-    ``with_noise`` adds the rooms' point-noise positions to the talkers, as the stage does."""
-    spec, seed = room_spec(sim, split), sim.split(split).seed
-    total, skipped = 0.0, []
-    for i in range(n_rooms):
-        t0 = time.perf_counter()
-        rooms = sample_rooms(spec, seed, i, 1)
-        if with_noise and sim.noise_sources:
-            rooms = dataclasses.replace(
-                rooms, src_pos=np.concatenate([rooms.src_pos, rooms.noise_pos], axis=1), stored_angles={}
-            )
-        try:
-            ism_rirs(rooms, sim.sample_rate, sim.n_taps_for(split), sim.speed_of_sound)
-        except ValueError:
-            skipped.append(i)
-            continue
-        total += time.perf_counter() - t0
-    done = n_rooms - len(skipped)
-    if done == 0:
-        raise DualmicError(f"pyroomacoustics could not simulate any of the {n_rooms} rooms")
-    positions = sim.n_sources + (sim.noise_sources if with_noise else 0)
-    return {"rooms": done, "skipped_rooms": skipped, "positions_per_room": positions,
-            "seconds": total, "seconds_per_room": total / done}  # fmt: skip
+def time_ism_split(sim, split: str, n_rooms: int, noise_positions: bool) -> dict:
+    """The ISM on rooms 0..n_rooms-1 of ``split`` (``simulate_speed.time_ism``), in seconds per
+    room; ``noise_positions`` adds the rooms' point-noise positions, as the stage does."""
+    ism = time_ism(room_spec(sim, split), sim.split(split).seed, n_rooms, sim,
+                   n_taps=sim.n_taps_for(split), noise_positions=noise_positions)  # fmt: skip
+    positions = sim.n_sources + (sim.noise_sources if noise_positions else 0)
+    return dict(ism, positions_per_room=positions, seconds_per_room=ism["seconds"] / ism["rooms"])
 
 
 @app.command(
@@ -118,8 +97,8 @@ def main(
             print(f"stage simulate@{split}: {n_rooms} rooms, {repeats} runs ...", file=sys.stderr)
             walls = time_stage(split, params, repeats)
             print(f"ISM on {n_ism} rooms, all positions and talkers only ...", file=sys.stderr)
-            ism_all = time_ism(sim, split, n_ism, with_noise=True)
-            ism_talkers = time_ism(sim, split, n_ism, with_noise=False)
+            ism_all = time_ism_split(sim, split, n_ism, noise_positions=True)
+            ism_talkers = time_ism_split(sim, split, n_ism, noise_positions=False)
         wall = statistics.median(walls)
         result = {
             "date": utc_now(),

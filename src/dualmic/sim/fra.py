@@ -86,13 +86,12 @@ def _cap_distance(k: torch.Tensor, d_min: torch.Tensor, d_max: torch.Tensor, n: 
     """The distance d_c (B, S) where the expected number of draws reaches ``n`` (d_max if it
     never does), by bisection in float64 on the CPU: (B, S) is small, so torch's per-call
     cost would dominate."""
-    k, lo, d_end = (x.detach().cpu().double().numpy() for x in (k, d_min, d_max))
-    d_start = lo
+    k, d_start, d_end = (x.detach().cpu().double().numpy() for x in (k, d_min, d_max))
 
     def count(dc):  # expected draws below the cap at dc plus the uniform part beyond it
         return k / 3 * (dc**3 - d_start**3) + k * dc**2 * (d_end - dc)
 
-    lo, hi = d_start.copy(), d_end.copy()
+    lo, hi = d_start, d_end
     for _ in range(40):  # count() is increasing in dc (its derivative is 2k·dc·(d_max − dc))
         mid = (lo + hi) / 2
         below = count(mid) < n

@@ -21,6 +21,7 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+from scipy.fft import next_fast_len
 
 if TYPE_CHECKING:
     from dualmic.sim.fra import FraConfig
@@ -79,21 +80,6 @@ def oversampled_rirs(r: torch.Tensor, amp: torch.Tensor, cfg: FraConfig, device)
 EARLY_PAD = 256  # samples of zeros after the early window: room for its band-limited impulses
 
 
-def smooth_size(n: int) -> int:
-    """The smallest 2^a·3^b·5^c ≥ n (FFTs of such sizes are the fastest)."""
-    best, p2 = None, 1
-    while p2 < 2 * n:
-        p3 = p2
-        while p3 < 2 * n:
-            p5 = p3
-            while p5 < n:
-                p5 *= 5
-            best = p5 if best is None else min(best, p5)
-            p3 *= 3
-        p2 *= 2
-    return best
-
-
 def linear_weights_gain(n: int, n_bins: int, device) -> torch.Tensor:
     """1 / sqrt(mean power response) of linear fractional-delay weights at a random offset, per
     rfft bin of an ``n``-sample signal: undoes their mean low-pass on randomly timed impulses."""
@@ -125,7 +111,7 @@ def two_rate_rirs(r: torch.Tensor, amp: torch.Tensor, cfg: FraConfig, device) ->
     buf.scatter_add_(-1, idx + 1, amp * frac)
 
     # early part: resampled by FFT over a short window
-    n_e = smooth_size(n_early + EARLY_PAD)  # 2^a 3^b 5^c samples: fast FFTs
+    n_e = next_fast_len(n_early + EARLY_PAD, real=True)  # 2^a 3^b 5^c samples: fast FFTs
     low = torch.fft.rfft(buf[..., :n_hi], n=n_e * os_)[..., : n_e // 2 + 1]
     low = low * band_response(n_e, fs, 0.0, device)
     early_td = torch.fft.irfft(low, n=n_e)
