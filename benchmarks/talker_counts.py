@@ -32,13 +32,13 @@ from common import json_option, machine_info, params_option, set_threads, thread
 from dualmic.core.errors import DualmicError, user_errors
 from dualmic.core.labels import LabelCoding, angle_difference, label_period, source_counts
 from dualmic.core.params import load_params
+from dualmic.data.espeak import TalkerPool
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.pool import speech_clips
 from dualmic.learn.inference import decode_angles, decode_known_count, pooled_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring.condition_mixtures import render_condition, talker_pool
 from dualmic.scoring.conditions import CONDITIONS
-from dualmic.scoring.talkers import TalkerPool
 
 DEFAULT_CONDITIONS = "single_talker,clean,close_talkers,diffuse_snr10,rt60_1.0-1.5"
 

@@ -18,11 +18,11 @@ from tests_support import REPO, tiny_raw_params
 from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
 from dualmic.core.schema_conditions import CONDITION_NAMES, ConditionsParams
+from dualmic.data import espeak
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import model_config, model_meta, save_model
 from dualmic.pipeline import conditions as stage
-from dualmic.scoring import talkers
 from dualmic.scoring.condition_mixtures import render_condition, talker_pool
 from dualmic.scoring.conditions import CONDITIONS, condition_rirs, condition_rooms, condition_taps
 from dualmic.sim.acoustics import rt60 as measured_rt60
@@ -115,33 +115,44 @@ def test_a_voice_of_another_language_is_refused(voice):
 
 
 def test_espeak_speaks_the_same_samples_every_time():
-    spec = talkers.talker_specs(("de+f2",), 1, 3, 1.0)[0]
-    first, rate = talkers._speak(spec)
-    second, _ = talkers._speak(spec)
+    spec = espeak.talker_specs(("de+f2",), 1, 3, 1.0)[0]
+    first, rate = espeak._speak(spec)
+    second, _ = espeak._speak(spec)
     assert rate > 0 and len(first) > rate  # over a second of speech
     assert np.array_equal(first, second)
-    assert talkers.language("es-419+m1") == "es"
+    assert espeak.voice_language("es-419+m1") == "es"
 
 
 def test_talkers_vary_voice_rate_pitch_and_text():
-    specs = talkers.talker_specs(("en-us", "de+f2", "fr-fr+m2"), 6, 1, 3.0)
+    specs = espeak.talker_specs(("en-us", "de+f2", "fr-fr+m2"), 6, 1, 3.0)
     assert [s.voice for s in specs] == ["en-us", "de+f2", "fr-fr+m2"] * 2
     assert len({s.speed_wpm for s in specs}) > 1 and len({s.pitch for s in specs}) > 1
     assert len({s.text for s in specs}) == 6
-    assert specs == talkers.talker_specs(("en-us", "de+f2", "fr-fr+m2"), 6, 1, 3.0)
+    assert specs == espeak.talker_specs(("en-us", "de+f2", "fr-fr+m2"), 6, 1, 3.0)
+
+
+def test_voices_of_other_languages_read_words_of_the_known_ones():
+    specs = espeak.talker_specs(("nl", "pt+f1"), 10, 2, 2.0)
+    vocab = [set(words) for words in espeak.WORDS.values()]
+    for s in specs:
+        words = {w.strip(".").lower() for w in s.text.split()}
+        assert any(words <= {w.lower() for w in v} for v in vocab), s.text
+    languages = {next(k for k, v in espeak.WORDS.items() if s.text.split()[0].strip(".").lower() in
+                      {w.lower() for w in v}) for s in specs}  # fmt: skip
+    assert len(languages) > 1  # the talkers take the word lists in turn
 
 
 def test_missing_espeak_is_a_one_line_error(monkeypatch):
-    monkeypatch.setattr(talkers.shutil, "which", lambda name: None)
+    monkeypatch.setattr(espeak.shutil, "which", lambda name: None)
     with pytest.raises(DualmicError, match="apt-get install espeak-ng") as err:
-        talkers._speak(talkers.TalkerSpec("en-us", 150, 50, "Not cached."))
+        espeak._speak(espeak.TalkerSpec("en-us", 150, 50, "Not cached."))
     assert "\n" not in str(err.value)
 
 
 def test_a_voice_espeak_does_not_know_is_a_one_line_error():
     """(params validation refuses such a voice first; espeak-ng falls back to a language's voice)"""
     with pytest.raises(DualmicError, match="espeak-ng failed for voice 'qq'") as err:
-        talkers._speak(talkers.TalkerSpec("qq", 150, 50, "Hello there."))
+        espeak._speak(espeak.TalkerSpec("qq", 150, 50, "Hello there."))
     assert "\n" not in str(err.value)
 
 
@@ -267,7 +278,7 @@ def test_reverberant_conditions_have_rooms_and_rirs_of_their_rt60(params, render
 
 def test_rendering_does_not_depend_on_batch_size_or_the_talker_cache(params, rendered):
     small = params.model_copy(update={"simulate": params.simulate.model_copy(update={"batch_size": 1})})
-    talkers.talker_clip.cache_clear()  # espeak-ng speaks every talker again
+    espeak.talker_clip.cache_clear()  # espeak-ng speaks every talker again
     pool = talker_pool(small)
     for name in ("babble_snr10", "point_noise_snr5", "close_talkers"):
         again = render_condition(CONDITIONS[name], small, pool)
@@ -322,7 +333,7 @@ def test_stage_writes_flat_scores_per_condition_and_method_and_a_plot_table(stag
 
 
 def test_same_params_give_identical_scores(stage_inputs, stage_scores):
-    talkers.talker_clip.cache_clear()  # espeak-ng speaks every talker again
+    espeak.talker_clip.cache_clear()  # espeak-ng speaks every talker again
     _run_stage(stage_inputs, "b")
     for name in ("conditions.json", f"plots/{stage.PLOT_FILE}"):
         assert (stage_inputs / "a" / name).read_bytes() == (stage_inputs / "b" / name).read_bytes(), name

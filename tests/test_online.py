@@ -202,6 +202,20 @@ def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
     assert (roots[0] / "models/model.pt").read_bytes() == (roots[1] / "models/model.pt").read_bytes()
 
 
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make espeak)")
+def test_the_pool_adds_espeak_talkers_of_untested_languages():
+    p = _params()
+    online = p.online.model_copy(
+        update={"talkers": ("espeak",), "espeak_talkers": 3, "espeak_voices": ("nl", "pl+m2"), "clip_s": 2.0}
+    )
+    pool = build_pool(online, FS)
+    assert pool.talkers.shape == (3, 2 * FS)
+    rms = pool.talkers.double().pow(2).mean(1).sqrt()
+    np.testing.assert_allclose(rms.numpy(), 1.0, atol=1e-3)
+    assert not torch.equal(pool.talkers[0], pool.talkers[1])  # two voices, two texts
+    assert torch.equal(build_pool(online, FS).talkers, pool.talkers)  # espeak-ng is deterministic
+
+
 def test_online_training_without_the_speech_bank_says_what_to_run(tmp_path):
     raw = tiny_raw_params()
     raw["online"]["talkers"] = ["synthetic", "speech"]

@@ -182,6 +182,16 @@ BAD = [
     ("duration-short", _set("features", "duration_s", 0.1), ["features.duration_s"]),
     ("keep-mix-unknown", _set("features", "keep_mix", ["test"]), ["features.keep_mix", "test"]),
     ("folder-null", _set("sources", "kind", "folder"), ["sources.folder"]),
+    (
+        "espeak-voice-of-a-tested-language",
+        lambda r: r.setdefault("online", {}).update(talkers=["espeak"], espeak_voices=["nl", "de+m1"]),
+        ["online.espeak_voices ['de+m1']", "conditions.voices"],
+    ),
+    (
+        "espeak-voice-malformed",
+        lambda r: r.setdefault("online", {}).update(espeak_voices=["Dutch voice"]),
+        ["online.espeak_voices", "'Dutch voice'"],
+    ),
     ("missing-key", lambda r: r["features"].pop("n_fft"), ["missing key features.n_fft"]),
     ("missing-section", lambda r: r.pop("labels"), ["missing key labels"]),
 ]

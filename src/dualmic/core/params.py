@@ -25,7 +25,13 @@ from dualmic.core.schema import (
     SourcesParams,
     SplitParams,
 )
-from dualmic.core.schema_conditions import AugmentParams, ConditionsParams, OnlineParams, SpeechParams
+from dualmic.core.schema_conditions import (
+    AugmentParams,
+    ConditionsParams,
+    OnlineParams,
+    SpeechParams,
+    voice_language,
+)
 from dualmic.core.schema_learn import ModelParams, TrainParams
 
 __all__ = [
@@ -128,6 +134,21 @@ class Params(Section):
             if name not in self.simulate.splits:
                 known = ", ".join(self.simulate.splits)
                 raise ValueError(f"features.keep_mix names split {name!r}; known: {known}")
+        return self
+
+    @model_validator(mode="after")
+    def _condition_voices_unheard(self):
+        """The conditions test speaks languages no espeak-ng training talker speaks."""
+        if "espeak" not in self.online.talkers:
+            return self
+        tested = {voice_language(v) for v in self.conditions.voices}
+        shared = [v for v in self.online.espeak_voices if voice_language(v) in tested]
+        if shared:
+            raise ValueError(
+                f"online.espeak_voices {shared} speak languages of conditions.voices "
+                f"({', '.join(sorted(tested))}); the conditions test must hear voices of languages "
+                "the model never trained on: pick voices of other languages"
+            )
         return self
 
     @model_validator(mode="after")

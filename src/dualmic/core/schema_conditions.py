@@ -82,20 +82,49 @@ class AugmentParams(Section):
         return ordered(v, "dB")
 
 
+# languages the conditions test has words for; an espeak-ng voice is LANG[-REGION][+VARIANT]
+TALKER_LANGUAGES = ("en", "de", "fr", "es", "it")
+_VOICE = re.compile(r"(?P<lang>[a-z]{2,3})(-[a-z0-9]+)*(\+[A-Za-z0-9]+)?")
+# online.talkers espeak: voices of languages the conditions test does not speak, variants mixed
+ESPEAK_TRAINING_VOICES = (
+    "nl", "pt+f1", "pl+m2", "sv+f3", "da+m4", "cs+f4", "ro+m5", "hu+f5", "fi+m6", "ca+m7",
+    "hr+f1", "sk+m1", "nb+f2", "sl+m3", "id+f3", "af+m2", "tr+f4", "pt-br+m4", "lv+f5", "et+m5",
+)  # fmt: skip
+
+
+def voice_language(voice: str) -> str:
+    """The language of an espeak-ng voice name: ``es-419+m1`` → ``es``."""
+    return voice.split("+", 1)[0].split("-", 1)[0]
+
+
 class OnlineParams(Section):
     """On-the-fly training mixtures (``train.mixing: online``, see data.online): the pool of dry
     talkers and noise they are cut from, and the seed of every per-epoch draw."""
 
     seed: Seed = 13
-    talkers: tuple[Literal["synthetic", "speech"], ...] = ("synthetic", "speech")
+    talkers: tuple[Literal["synthetic", "speech", "espeak"], ...] = ("synthetic", "speech")
     synthetic_talkers: Annotated[int, Strict(), Field(ge=0, le=10000)] = 300
+    espeak_talkers: Annotated[int, Strict(), Field(ge=0, le=10000)] = 200
+    espeak_voices: tuple[StrictStr, ...] = ESPEAK_TRAINING_VOICES
     clip_s: Annotated[float, Strict(), Field(ge=1.0, le=60.0)] = 8.0
     noise_s: Annotated[float, Strict(), Field(ge=1.0, le=600.0)] = 30.0
 
     @field_validator("talkers")
     @classmethod
     def _talkers(cls, v):
-        return distinct_names(v, ("synthetic", "speech"))
+        return distinct_names(v, ("synthetic", "speech", "espeak"))
+
+    @field_validator("espeak_voices")
+    @classmethod
+    def _espeak_voices(cls, v):
+        if not v:
+            raise ValueError("no voices; give espeak-ng voices such as [nl, pt+f1]")
+        for voice in v:
+            if not _VOICE.fullmatch(voice):
+                raise ValueError(
+                    f"voice {voice!r}: give an espeak-ng voice LANG[-REGION][+VARIANT], e.g. nl or pt+f1"
+                )
+        return v
 
 
 CONDITION_NAMES = (
@@ -113,9 +142,6 @@ CONDITION_NAMES = (
     "close_talkers",
     "single_talker",
 )
-# languages the conditions test has words for; an espeak-ng voice is LANG[-REGION][+VARIANT]
-TALKER_LANGUAGES = ("en", "de", "fr", "es", "it")
-_VOICE = re.compile(r"(?P<lang>[a-z]{2,3})(-[a-z0-9]+)*(\+[A-Za-z0-9]+)?")
 
 
 class ConditionsParams(Section):

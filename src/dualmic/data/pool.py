@@ -1,6 +1,7 @@
 """The dry signals on-the-fly mixing cuts its excerpts from (see :mod:`dualmic.data.online`):
-synthetic talkers drawn from ``online.seed``, the recorded-voice bank (``data/speech``) and
-white, pink and brown noise, held in memory once per training run."""
+synthetic talkers drawn from ``online.seed``, the recorded-voice bank (``data/speech``),
+espeak-ng talkers (``online.espeak_voices``) and white, pink and brown noise, held in memory
+once per training run."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import soundfile as sf
 import torch
 
 from dualmic.core.errors import DualmicError
+from dualmic.data.espeak import talker_clip, talker_specs
 from dualmic.data.perturb import colored_noise
 from dualmic.data.sources import synthetic_speech
 
@@ -74,6 +76,9 @@ def build_pool(online, sample_rate: int, speech_dir: Path | None = None) -> Pool
     ]
     if "speech" in online.talkers:
         clips += speech_clips(speech_dir or Path("data/speech"), sample_rate, n)
+    if "espeak" in online.talkers:
+        specs = talker_specs(online.espeak_voices, online.espeak_talkers, online.seed, online.clip_s)
+        clips += [np.resize(talker_clip(spec, sample_rate), n) for spec in specs]
     if len(clips) < 2:
         raise DualmicError(
             f"online.talkers {list(online.talkers)} gives {len(clips)} talker clip(s); at least 2 are needed"

@@ -12,6 +12,7 @@ import torch
 
 from dualmic.core.labels import LabelCoding, source_counts
 from dualmic.core.params import Params
+from dualmic.data.espeak import TalkerPool, talker_specs
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
 from dualmic.learn.inference import model_answers, pooled_log_probs
@@ -28,7 +29,6 @@ from dualmic.scoring.conditions import (
     condition_rooms,
     condition_taps,
 )
-from dualmic.scoring.talkers import TalkerPool, talker_specs
 from dualmic.sim.rooms import Rooms
 
 KEPT_SCORES = ("mae_deg", "acc_10deg")  # of metrics.summary, per condition and method

@@ -4,7 +4,7 @@ Each condition (:data:`CONDITIONS`, run as ``conditions.names`` lists them) is a
 ``conditions.n_rooms`` rooms drawn like the splits' (``simulate.*``) but from the condition's
 own seed (:meth:`~dualmic.core.schema_conditions.ConditionsParams.room_seed`; params validation refuses
 one that a split uses), with talkers the model never heard (espeak-ng voices,
-:mod:`dualmic.scoring.talkers`), mixed as the features stage mixes (``features.duration_s`` of
+:mod:`dualmic.data.espeak`), mixed as the features stage mixes (``features.duration_s`` of
 steady-state reverberant speech, talker levels from ``features.sir_db``, unit RMS) and then
 changed as the condition says. SNRs are the talkers' power over the noise's, both at the mics.
 

@@ -1,12 +1,14 @@
-"""Talkers the model never trained on: sentences spoken by espeak-ng voices.
+"""Talkers spoken by espeak-ng voices: the conditions test's, and optionally some training ones.
 
-The model trains on the built-in speech-like sources (or a folder of recordings); the conditions
-test speaks to it with real, if synthetic, speech in several languages instead. Each talker is
-an espeak-ng voice (``conditions.voices``, cycled) at a speaking rate and pitch drawn from the
-seeded generator, reading sentences made of words of the voice's language (random word strings:
-the prosody, phonemes and pauses are those of speech, the grammar is not). espeak-ng renders the
-same text with the same settings to the same samples, so the talkers are reproducible; a
-different espeak-ng version may speak differently.
+The conditions test speaks to the model with espeak-ng voices (``conditions.voices``) it never
+trained on; online mixing can add talkers of other espeak-ng voices (``online.espeak_voices``,
+languages the conditions test does not speak) to its pool. Each talker is a voice (cycled) at a
+speaking rate and pitch drawn from the seeded generator, reading sentences made of words of the
+voice's language (random word strings: the prosody, phonemes and pauses are those of speech, the
+grammar is not); a voice of a language without words here reads the words of one that has them
+with its own letter-to-sound rules. espeak-ng renders the same text with the same settings to
+the same samples, so the talkers are reproducible; a different espeak-ng version may speak
+differently.
 
 Rendered clips are cached in memory (one espeak-ng run per talker and process).
 """
@@ -26,6 +28,7 @@ import torch
 import torchaudio.functional as AF
 
 from dualmic.core.errors import DualmicError, one_line
+from dualmic.core.schema_conditions import voice_language
 
 ESPEAK = "espeak-ng"
 SPEED_WPM = (130, 190)  # espeak-ng speaking rate, words per minute, drawn uniformly
@@ -73,11 +76,6 @@ WORDS: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def language(voice: str) -> str:
-    """The language of an espeak-ng voice name ``LANG[-REGION][+VARIANT]``: ``es-419+m1`` → ``es``."""
-    return voice.split("+", 1)[0].split("-", 1)[0]
-
-
 @dataclass(frozen=True)
 class TalkerSpec:
     """What espeak-ng is asked to say, and how."""
@@ -111,7 +109,10 @@ def talker_specs(voices: tuple[str, ...], n_talkers: int, seed: int, min_seconds
         speed = int(rng.integers(SPEED_WPM[0], SPEED_WPM[1] + 1))
         pitch = int(rng.integers(PITCH[0], PITCH[1] + 1))
         n_words = math.ceil(1.2 * min_seconds * speed / 60) + 2  # pauses make speech slower
-        specs.append(TalkerSpec(voice, speed, pitch, sentences(rng, language(voice), n_words)))
+        lang = voice_language(voice)
+        if lang not in WORDS:  # read another language's words: talker t takes them in turn
+            lang = sorted(WORDS)[t % len(WORDS)]
+        specs.append(TalkerSpec(voice, speed, pitch, sentences(rng, lang, n_words)))
     return specs
 
 
@@ -123,7 +124,8 @@ def _speak(spec: TalkerSpec) -> tuple[np.ndarray, int]:
     """espeak-ng's audio of ``spec``: (mono float32 samples, sample rate)."""
     if not espeak_available():
         raise DualmicError(
-            "espeak-ng not found: the conditions test's talkers are spoken by it; install it "
+            "espeak-ng not found: the conditions test's talkers (and online.talkers espeak) are "
+            "spoken by it; install it "
             "(Debian/Ubuntu: apt-get install espeak-ng, or make espeak)"
         )
     cmd = [ESPEAK, "-v", spec.voice, "-s", str(spec.speed_wpm), "-p", str(spec.pitch), "--stdout", spec.text]
@@ -131,7 +133,8 @@ def _speak(spec: TalkerSpec) -> tuple[np.ndarray, int]:
     if proc.returncode != 0 or len(proc.stdout) <= 44:
         why = one_line(proc.stderr.decode(errors="replace")) or f"exit code {proc.returncode}"
         raise DualmicError(
-            f"espeak-ng failed for voice {spec.voice!r}: {why}; check conditions.voices (espeak-ng --voices)"
+            f"espeak-ng failed for voice {spec.voice!r}: {why}; check conditions.voices and "
+            "online.espeak_voices (espeak-ng --voices)"
         )
     try:
         audio, rate = sf.read(io.BytesIO(proc.stdout), dtype="float32")
@@ -149,7 +152,10 @@ def talker_clip(spec: TalkerSpec, sample_rate: int) -> np.ndarray:
         audio = AF.resample(torch.from_numpy(audio), rate, sample_rate).numpy()
     loud = np.flatnonzero(np.abs(audio) > 1e-3 * (np.abs(audio).max() + _EPS))
     if len(loud) == 0:
-        raise DualmicError(f"espeak-ng gave silence for voice {spec.voice!r}; check conditions.voices")
+        raise DualmicError(
+            f"espeak-ng gave silence for voice {spec.voice!r}; check conditions.voices and "
+            "online.espeak_voices"
+        )
     audio = audio[loud[0] : loud[-1] + 1].astype(np.float32)
     audio /= np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + _EPS
     audio.setflags(write=False)
