@@ -92,6 +92,21 @@ ESPEAK_TRAINING_VOICES = (
 )  # fmt: skip
 
 
+def espeak_voices(voices, examples: tuple[str, str], languages: tuple[str, ...] | None = None):
+    """Check a list of espeak-ng voice names LANG[-REGION][+VARIANT], of ``languages`` if given."""
+    if not voices:
+        raise ValueError(f"no voices; give espeak-ng voices such as [{', '.join(examples)}]")
+    for voice in voices:
+        m = _VOICE.fullmatch(voice)
+        if not m or (languages is not None and m["lang"] not in languages):
+            which = f" of a language with words here ({', '.join(languages)})" if languages else ""
+            raise ValueError(
+                f"voice {voice!r}: give an espeak-ng voice LANG[-REGION][+VARIANT]{which}, "
+                f"e.g. {' or '.join(examples)}"
+            )
+    return voices
+
+
 def voice_language(voice: str) -> str:
     """The language of an espeak-ng voice name: ``es-419+m1`` → ``es``."""
     return voice.split("+", 1)[0].split("-", 1)[0]
@@ -117,14 +132,7 @@ class OnlineParams(Section):
     @field_validator("espeak_voices")
     @classmethod
     def _espeak_voices(cls, v):
-        if not v:
-            raise ValueError("no voices; give espeak-ng voices such as [nl, pt+f1]")
-        for voice in v:
-            if not _VOICE.fullmatch(voice):
-                raise ValueError(
-                    f"voice {voice!r}: give an espeak-ng voice LANG[-REGION][+VARIANT], e.g. nl or pt+f1"
-                )
-        return v
+        return espeak_voices(v, ("nl", "pt+f1"))
 
 
 CONDITION_NAMES = (
@@ -184,16 +192,7 @@ class ConditionsParams(Section):
     @field_validator("voices")
     @classmethod
     def _voices(cls, v):
-        if not v:
-            raise ValueError("no voices; give espeak-ng voices such as [en-us, de+f2]")
-        for voice in v:
-            m = _VOICE.fullmatch(voice)
-            if not m or m["lang"] not in TALKER_LANGUAGES:
-                raise ValueError(
-                    f"voice {voice!r}: give an espeak-ng voice LANG[-REGION][+VARIANT] of a language "
-                    f"with words here ({', '.join(TALKER_LANGUAGES)}), e.g. en-us or de+f2"
-                )
-        return v
+        return espeak_voices(v, ("en-us", "de+f2"), TALKER_LANGUAGES)
 
     @model_validator(mode="after")
     def _enough_talkers(self):
