@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 
 from dualmic.cli import app
 from dualmic.core.errors import DualmicError
+from dualmic.core.labels import LabelCoding
 from dualmic.core.params import parse_params
 from dualmic.data.features import features_from_audio
 from dualmic.data.sources import synthetic_speech
-from dualmic.learn.inference import pooled_log_probs, window_starts
+from dualmic.learn.inference import match_slots, mirror_classes, pooled_log_probs, window_starts
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
 from dualmic.predict import model_features, predict_angles, read_recording, recording_log_probs
@@ -246,6 +247,11 @@ def test_long_recordings_are_pooled_windows(workdir):
     direct = pooled_log_probs(model, feats, hop_frames)[0]
     chunked = recording_log_probs(audio, model, meta, batch_size=2)
     np.testing.assert_allclose(chunked, direct, atol=1e-4)
+    coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
+    swapped = pooled_log_probs(model, feats, hop_frames, mirror=True)
+    both = 0.5 * (direct + match_slots(direct[None], mirror_classes(swapped, coding))[0])
+    mirrored = recording_log_probs(audio, model, meta, batch_size=2, mirror=True)
+    np.testing.assert_allclose(mirrored, both, atol=1e-4)
     # the input is normalised to unit RMS, so its scale does not matter (up to rounding, which
     # moves the phase of near-empty STFT bins in the pauses)
     np.testing.assert_allclose(recording_log_probs(7.0 * audio, model, meta), chunked, atol=5e-3)

@@ -95,13 +95,29 @@ def test_tiny_training_writes_a_safe_model_and_logs(train_dir, tmp_path):
     assert (root / "metrics/train/plots/metrics/val/mae_deg.tsv").is_file()
 
 
-def test_killed_training_resumes_to_the_same_result(train_dir, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_killed_training_resumes_to_the_same_result(train_dir, tmp_path, ema_decay):
     """SIGKILL a run once its first epoch checkpoint exists; the rerun must end where an
-    uninterrupted run ends (same best validation MAE, same weights)."""
+    uninterrupted run ends (same best validation MAE, same weights), with or without the
+    moving average of the weights (train.ema_decay), whose state the checkpoint carries."""
     full, cut = tmp_path / "full", tmp_path / "cut"
-    shutil.copytree(train_dir, full)
-    shutil.copytree(train_dir, cut)
+    for root in (full, cut):
+        shutil.copytree(train_dir, root)
+        raw = yaml.safe_load((root / "params.yaml").read_text())
+        raw["train"]["ema_decay"] = ema_decay
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     reference = _train(full)
+    state = torch.load(full / "models/checkpoint.pt", weights_only=True)
+    assert ("ema" in state) == (ema_decay > 0)
+    if ema_decay > 0:  # the average is not the raw weights, and it is what the model file keeps
+        raw_w = state["model"]
+        ema_w = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
+        assert ema_w.keys() == raw_w.keys()
+        assert any(not torch.equal(ema_w[k], raw_w[k]) for k in raw_w if raw_w[k].is_floating_point())
+        saved = torch.load(full / "models/model.pt", weights_only=True)["state_dict"]
+        if state["best"]["epoch"] == state["epoch"]:
+            for k in saved:
+                torch.testing.assert_close(saved[k], ema_w[k], rtol=0, atol=0)
     proc = subprocess.Popen(
         [sys.executable, str(REPO / "stages/train.py")],
         cwd=cut,

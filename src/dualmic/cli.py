@@ -44,7 +44,8 @@ _PREDICT_HELP = (
     "90 deg broadside, 180 deg on the mic-0 side; front/back and elevation are not observable "
     "with two mics. Swapped channels mirror every angle (a -> 180 - a).\n\n"
     "Angles are sorted ascending, read between the 5 deg classes (--decode peak) or "
-    "their centres (argmax), each with a confidence 0..1. Any sample "
+    "their centres (argmax), each with a confidence 0..1. --mirror also scores the swapped "
+    "channels and averages the two answers (twice the time). Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -68,6 +69,11 @@ def predict(
     decode: str = typer.Option(
         "peak", "--decode", help="peak (angles between the classes) | argmax (class centres)"
     ),
+    mirror: bool = typer.Option(
+        False,
+        "--mirror/--no-mirror",
+        help="also score the swapped channels (the mirrored scene) and average (evaluate.mirror)",
+    ),
 ) -> None:
     """Localise the sources of a two-channel recording (help: _PREDICT_HELP)."""
     with user_errors():
@@ -82,7 +88,7 @@ def predict(
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         audio = read_recording(recording, model_features(meta).sample_rate)
-        sources = predict_sources(audio, net, meta, dev, decode)
+        sources = predict_sources(audio, net, meta, dev, decode, mirror)
         angles, confidence = [a for a, _ in sources], [c for _, c in sources]
         label = str(meta["label"])
         if as_json:

@@ -23,6 +23,8 @@ from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.inference import (
+    match_slots,
+    mirror_classes,
     pooled_log_probs,
     pooled_probs,
     slot_peak_deg,
@@ -122,12 +124,15 @@ def recording_log_probs(
     meta: dict,
     device: str | torch.device = "cpu",
     batch_size: int = 32,
+    mirror: bool = False,
 ) -> np.ndarray:
     """Pooled log-probabilities of one recording (2, n) at the model's rate: (n_slots, n_outputs).
 
     The audio is scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]``
     apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
-    log-probabilities averaged; a recording shorter than one window is zero-padded.
+    log-probabilities averaged; a recording shorter than one window is zero-padded. ``mirror``
+    (``evaluate.mirror``): averaged with the answer to the swapped channels, mapped back
+    (:func:`dualmic.learn.inference.symmetric_log_probs`).
     """
     cfg = model_features(meta)
     x = torch.as_tensor(np.asarray(audio), dtype=torch.float32)
@@ -138,14 +143,23 @@ def recording_log_probs(
     hop_frames = max(1, round(float(meta["hop_s"]) * cfg.sample_rate / cfg.hop))
     window = model.cfg.n_frames
     n_frames = features.shape[-1]
-    if n_frames <= window:  # one (zero-padded) window
-        return pooled_log_probs(model, features, hop_frames, batch_size, device)[0]
     starts = window_starts(n_frames, window, hop_frames)
-    total = np.zeros((model.cfg.n_slots, model.cfg.n_outputs), dtype=np.float64)
-    for lo in range(0, len(starts), batch_size):
-        windows = torch.stack([features[0, ..., s : s + window] for s in starts[lo : lo + batch_size]])
-        total += pooled_log_probs(model, windows, hop_frames, batch_size, device).sum(0)
-    return (total / len(starts)).astype(np.float32)
+
+    def pooled(swap: bool) -> np.ndarray:
+        if n_frames <= window:  # one (zero-padded) window
+            return pooled_log_probs(model, features, hop_frames, batch_size, device, swap)[0]
+        total = np.zeros((model.cfg.n_slots, model.cfg.n_outputs), dtype=np.float64)
+        for lo in range(0, len(starts), batch_size):
+            windows = torch.stack([features[0, ..., s : s + window] for s in starts[lo : lo + batch_size]])
+            total += pooled_log_probs(model, windows, hop_frames, batch_size, device, swap).sum(0)
+        return (total / len(starts)).astype(np.float32)
+
+    logp = pooled(False)
+    if not mirror:
+        return logp
+    coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
+    back = match_slots(logp[None], mirror_classes(pooled(True)[None], coding))[0]
+    return (0.5 * (logp.astype(np.float64) + back)).astype(np.float32)
 
 
 def predict_angles(
@@ -175,13 +189,18 @@ def slot_confidence(log_probs: np.ndarray, n_classes: int | None = None) -> np.n
 
 
 def predict_sources(
-    audio: np.ndarray, model: SSLModel, meta: dict, device: str | torch.device = "cpu", decode: str = "peak"
+    audio: np.ndarray,
+    model: SSLModel,
+    meta: dict,
+    device: str | torch.device = "cpu",
+    decode: str = "peak",
+    mirror: bool = False,
 ) -> list[tuple[float, float]]:
     """(angle in degrees, confidence 0..1) of every source found, sorted by angle (see
     :func:`predict_angles` and :func:`slot_confidence`); an empty list when a counting model
     hears no talker. ``decode``: ``peak`` reads angles between the classes, ``argmax`` gives
-    class centres (as ``labels.decode``)."""
-    logp = recording_log_probs(audio, model, meta, device)
+    class centres (as ``labels.decode``). ``mirror``: see :func:`recording_log_probs`."""
+    logp = recording_log_probs(audio, model, meta, device, mirror=mirror)
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)
     angles = slot_peak_deg(logp, coding)
     present = np.ones(len(logp), dtype=bool)

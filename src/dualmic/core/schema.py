@@ -269,6 +269,7 @@ class EvaluateParams(Section):
     rt60_bins: tuple[PosFloat, ...] = (0.1, 0.3, 0.5, 0.7)
     separation_bins_deg: tuple[NonNegFloat, ...] = (0.0, 10.0, 20.0, 40.0, 80.0, 180.0)
     srp_phat: StrictBool = True
+    mirror: StrictBool = False
 
     @field_validator("rt60_bins", "separation_bins_deg")
     @classmethod

@@ -60,3 +60,4 @@ class TrainParams(Section):
     seed: Seed
     device: Literal["auto", "cpu", "cuda"]
     mixing: Literal["cached", "online"] = "cached"
+    ema_decay: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0

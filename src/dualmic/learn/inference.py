@@ -3,12 +3,19 @@
 A model sees a fixed window of STFT frames. Longer inputs are cut into windows ``hop`` frames
 apart, and the per-window log-probabilities are averaged (pooled) before decoding; train
 (validation), evaluate, export and predict all go through :func:`pooled_log_probs`.
+
+A pair of receivers is symmetric under swapping them: the recording with its channels swapped
+is the recording of the mirrored scene, every angle ``a`` becoming ``180 - a``. So
+:func:`symmetric_log_probs` (``evaluate.mirror``) also scores the swapped channels, maps that
+answer back (classes mirrored, slots matched) and averages the two: a two-view ensemble of one
+model at twice the inference cost, with no training change.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import LabelCoding, class_centre_deg
@@ -26,13 +33,30 @@ def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
     return starts
 
 
+def mirror_features(x: torch.Tensor) -> torch.Tensor:
+    """Features (B, C, F, T) of the same audio with mic 0 and mic 1 swapped: the phase
+    difference changes sign (cos kept, sin negated) and the two log-magnitude channels trade
+    places."""
+    out = x.clone()
+    out[:, 1] = -x[:, 1]
+    if x.shape[1] >= 4:
+        out[:, 2], out[:, 3] = x[:, 3], x[:, 2]
+    return out
+
+
 def pooled_log_probs(
-    model: SSLModel, features, hop_frames: int, batch_size: int = 32, device: str | torch.device = "cpu"
+    model: SSLModel,
+    features,
+    hop_frames: int,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    mirror: bool = False,
 ) -> np.ndarray:
     """Average window log-probabilities: features (N, C, F, T) → (N, n_slots, n_outputs) float32.
 
     ``features`` is an array, a memmap or a tensor. Inputs shorter than the model window are
-    zero-padded (zero cos/sin carries no phase).
+    zero-padded (zero cos/sin carries no phase). ``mirror``: score the channel-swapped
+    features instead (:func:`mirror_features`; the answer is about the mirrored scene).
     """
     cfg = model.cfg
     n, c, f, t = features.shape
@@ -54,11 +78,63 @@ def pooled_log_probs(
                 x = torch.from_numpy(np.array(batch, dtype=np.float32))
             if t < cfg.n_frames:
                 x = torch.nn.functional.pad(x, (0, cfg.n_frames - t))
+            if mirror:
+                x = mirror_features(x)
             windows = torch.stack([x[..., s : s + cfg.n_frames] for s in starts], dim=1)
             logits = model(windows.flatten(0, 1).to(device)).float()
             logp = logits.log_softmax(-1).reshape(len(x), len(starts), cfg.n_slots, cfg.n_outputs)
             out[lo : lo + len(x)] = logp.mean(1).cpu().numpy()
     return out
+
+
+def mirror_classes(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """Outputs (..., S, K) about a mirrored scene, re-indexed so class k holds the angle
+    ``180 - a`` of the class it held (class k ↔ class 180/width - 1 - k, modulo the classes on a
+    circle); "no source" stays. Needs class edges symmetric about 90° (180 / width whole)."""
+    half = 180.0 / coding.class_width_deg
+    if abs(half - round(half)) > 1e-9:
+        raise DualmicError(
+            f"labels.class_width_deg {coding.class_width_deg} does not divide 180; evaluate.mirror "
+            "needs classes symmetric about 90 degrees (set evaluate.mirror: false)"
+        )
+    k = np.arange(coding.n_classes)
+    source = (round(half) - 1 - k) % coding.n_classes
+    out = np.array(log_probs, copy=True)
+    out[..., : coding.n_classes] = np.asarray(log_probs)[..., source]
+    return out
+
+
+def match_slots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``b``'s slots (N, S, K) reordered to agree best with ``a``'s: for each example, the
+    assignment that maximises the summed Bhattacharyya overlap of the slots' probabilities.
+    (Mirroring reverses the sorted order of the talkers but not the "no source" slots after
+    them, so slots are matched, not just reversed.)"""
+    pa, pb = np.sqrt(pooled_probs(a)), np.sqrt(pooled_probs(b))
+    overlap = np.einsum("nsk,ntk->nst", pa, pb)
+    out = np.empty_like(b)
+    for i in range(len(b)):
+        _, cols = linear_sum_assignment(-overlap[i])
+        out[i] = b[i, cols]
+    return out
+
+
+def symmetric_log_probs(
+    model: SSLModel,
+    features,
+    hop_frames: int,
+    coding: LabelCoding,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    mirror: bool = True,
+) -> np.ndarray:
+    """:func:`pooled_log_probs`, with ``mirror`` averaged with the pooled answer to the swapped
+    channels mapped back to this scene (classes mirrored, slots matched): (N, n_slots, n_outputs)."""
+    logp = pooled_log_probs(model, features, hop_frames, batch_size, device)
+    if not mirror:
+        return logp
+    swapped = pooled_log_probs(model, features, hop_frames, batch_size, device, mirror=True)
+    back = match_slots(logp, mirror_classes(swapped, coding))
+    return (0.5 * (logp.astype(np.float64) + back)).astype(np.float32)
 
 
 def slot_peak_deg(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
@@ -136,7 +212,8 @@ def model_answers(
 
 def predict_split(model: SSLModel, features, p: Params, device: str | torch.device = "cpu") -> np.ndarray:
     """Sorted predicted slot angles (rooms, n_sources) in degrees (NaN = no source): pooled
-    windows every ``evaluate.hop_s``, decoded as ``labels.*`` says (the evaluate stage's)."""
-    return decode_angles(
-        pooled_log_probs(model, features, p.hop_frames, device=device), LabelCoding.from_params(p)
-    )
+    windows every ``evaluate.hop_s`` (and the swapped channels when ``evaluate.mirror``),
+    decoded as ``labels.*`` says (the evaluate stage's)."""
+    coding = LabelCoding.from_params(p)
+    logp = symmetric_log_probs(model, features, p.hop_frames, coding, device=device, mirror=p.evaluate.mirror)
+    return decode_angles(logp, coding)

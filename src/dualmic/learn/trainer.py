@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from dualmic.core.errors import DualmicError
@@ -98,6 +99,11 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, steps, tp.epochs, tp.schedule, tp.warmup_epochs, tp.step_epochs)
         )
+        # train.ema_decay: an exponential moving average of the weights (and BatchNorm statistics)
+        # is what gets validated, selected and saved; the optimiser still steps the raw weights
+        self.ema = None
+        if tp.ema_decay > 0:
+            self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tp.ema_decay), use_buffers=True)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
         self.start_epoch = 0
         # a counting model is selected on the validation loss, which also scores its counts
@@ -116,6 +122,8 @@ class Trainer:
             self.model.load_state_dict(state["model"])
             self.opt.load_state_dict(state["optimizer"])
             self.sched.load_state_dict(state["scheduler"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
             torch.set_rng_state(state["torch_rng"])
             self.start_epoch, self.best, self.history = state["epoch"] + 1, state["best"], state["history"]
         if self.ctx.is_main:
@@ -139,14 +147,21 @@ class Trainer:
                 loss.backward()
                 self.opt.step()
                 self.sched.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
                 total += loss.item() * len(x)
                 seen += len(x)
                 rate = seen * self.ctx.world_size / (time.perf_counter() - t0)  # console only
                 bar(len(x), info=f"loss {total / seen:.3f}  {rate:.0f} samples/s")
         return total / max(seen, 1)
 
+    @property
+    def kept_model(self) -> SSLModel:
+        """The weights that are validated and saved: the moving average when train.ema_decay."""
+        return self.model if self.ema is None else self.ema.module
+
     def validate(self) -> ValResult:
-        return validate(self.model, self.data, self.val_idx, self.ctx.device, self.tp.batch_size)
+        return validate(self.kept_model, self.data, self.val_idx, self.ctx.device, self.tp.batch_size)
 
     def record(self, epoch: int, train_loss: float, val: ValResult) -> None:
         """Keep the best weights so far and log the epoch."""
@@ -156,7 +171,7 @@ class Trainer:
                 "val_mae_deg": val.mae_deg,
                 "val_loss": val.loss,
                 "epoch": epoch,
-                "state": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
+                "state": {k: v.detach().cpu().clone() for k, v in self.kept_model.state_dict().items()},
             }
         record = {
             "train/loss": train_loss,
@@ -181,14 +196,18 @@ class Trainer:
                 "optimizer": self.opt.state_dict(),
                 "scheduler": self.sched.state_dict(),
                 "torch_rng": torch.get_rng_state(),
+                **({} if self.ema is None else {"ema": self.ema.state_dict()}),
             },
         )
 
     def finish(self) -> dict:
-        """Write the best epoch's weights as the model file; a summary of the run."""
+        """Write the best epoch's weights (the moving average's with train.ema_decay) as the model
+        file; a summary of the run."""
         if self.ctx.is_main:
             if self.best["state"] is not None:
                 self.model.load_state_dict(self.best["state"])
+            elif self.ema is not None:
+                self.model.load_state_dict(self.ema.module.state_dict())
             save_model(self.out / "model.pt", self.model, self.meta)
         return {
             "best_epoch": self.best["epoch"] + 1,

@@ -15,7 +15,7 @@ from dualmic.core.params import Params
 from dualmic.data.espeak import TalkerPool, talker_specs
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
-from dualmic.learn.inference import model_answers, pooled_log_probs
+from dualmic.learn.inference import model_answers, symmetric_log_probs
 from dualmic.scoring import metrics
 from dualmic.scoring.baselines import method_angles
 from dualmic.scoring.conditions import (
@@ -174,12 +174,16 @@ def predictions(
     srp_phat: bool = True,
 ) -> dict[str, np.ndarray]:
     """Sorted angles (N, 2) of every method (NaN = no source): the model (pooled windows every
-    evaluate.hop_s; a counting model finds the count, and ``model_known_count`` is told it),
-    SRP-PHAT (when ``srp_phat``) on the mixtures, and the train set's median angles; the
+    evaluate.hop_s, with the swapped channels too when evaluate.mirror; a counting model finds
+    the count, and ``model_known_count`` is told it), SRP-PHAT (when ``srp_phat``) on the
+    mixtures, and the train set's median angles; the
     baselines are told the count."""
-    log_probs = pooled_log_probs(net, rendered.features, p.hop_frames, device=device)
+    coding = LabelCoding.from_params(p)
+    log_probs = symmetric_log_probs(
+        net, rendered.features, p.hop_frames, coding, device=device, mirror=p.evaluate.mirror
+    )
     true_counts = source_counts(rendered.angles)
-    answers = model_answers(log_probs, LabelCoding.from_params(p), true_counts)
+    answers = model_answers(log_probs, coding, true_counts)
     mixture = rendered.mixture if srp_phat else None
     pred = method_angles(
         answers.pop("model"), mixture, meta["mic_distance_m"], p, train_angles, counts=true_counts
