@@ -161,6 +161,26 @@ def test_cli_text_output_matches_json(workdir):
     )
 
 
+def test_cli_mirror_answers_the_swapped_recording_with_mirrored_angles(workdir, tmp_path):
+    """predict --mirror scores both channel orders, so the swapped recording's answer is the
+    mirror (180 - a) of the recording's: same count, angles within the printed rounding."""
+    model = str(workdir / "model.pt")
+    audio, rate = sf.read(workdir / "speech.wav", dtype="float32")
+    swapped = tmp_path / "swapped.wav"
+    sf.write(swapped, audio[:, ::-1], rate, subtype="FLOAT")
+    plain, mirrored, mirrored_swapped = (
+        invoke(str(workdir / "speech.wav"), "--model", model, "--json"),
+        invoke(str(workdir / "speech.wav"), "--model", model, "--json", "--mirror"),
+        invoke(str(swapped), "--model", model, "--json", "--mirror"),
+    )
+    assert {plain.exit_code, mirrored.exit_code, mirrored_swapped.exit_code} == {0}, mirrored.output
+    a, b = json.loads(mirrored.stdout), json.loads(mirrored_swapped.stdout)
+    assert a["n_sources"] == b["n_sources"]
+    assert sorted(180.0 - x for x in b["angles_deg"]) == pytest.approx(a["angles_deg"], abs=0.011)
+    assert a["confidence"][::-1] == pytest.approx(b["confidence"], abs=1e-3)
+    check_json(plain.stdout)
+
+
 def test_slot_confidence_is_the_mass_around_the_peak():
     from dualmic.predict import slot_confidence
 
