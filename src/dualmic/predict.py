@@ -23,8 +23,7 @@ from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.inference import (
-    match_slots,
-    mirror_classes,
+    mirror_average,
     pooled_log_probs,
     pooled_probs,
     slot_peak_deg,
@@ -158,8 +157,7 @@ def recording_log_probs(
     if not mirror:
         return logp
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
-    back = match_slots(logp[None], mirror_classes(pooled(True)[None], coding))[0]
-    return (0.5 * (logp.astype(np.float64) + back)).astype(np.float32)
+    return mirror_average(logp[None], pooled(True)[None], coding)[0]
 
 
 def predict_angles(

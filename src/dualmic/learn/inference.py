@@ -133,8 +133,14 @@ def symmetric_log_probs(
     if not mirror:
         return logp
     swapped = pooled_log_probs(model, features, hop_frames, batch_size, device, mirror=True)
-    back = match_slots(logp, mirror_classes(swapped, coding))
-    return (0.5 * (logp.astype(np.float64) + back)).astype(np.float32)
+    return mirror_average(logp, swapped, coding)
+
+
+def mirror_average(log_probs: np.ndarray, swapped: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """The mean of pooled log-probabilities (N, S, K) and those of the swapped channels
+    (``swapped``, about the mirrored scene) mapped back: classes mirrored, slots matched."""
+    back = match_slots(log_probs, mirror_classes(swapped, coding))
+    return (0.5 * (log_probs.astype(np.float64) + back)).astype(np.float32)
 
 
 def slot_peak_deg(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
