@@ -23,8 +23,14 @@ from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import model_config, model_meta, save_model
 from dualmic.pipeline import conditions as stage
-from dualmic.scoring.condition_mixtures import render_condition, talker_pool
-from dualmic.scoring.conditions import CONDITIONS, condition_rirs, condition_rooms, condition_taps
+from dualmic.scoring.condition_mixtures import render_condition, take_turns, talker_pool
+from dualmic.scoring.conditions import (
+    CONDITIONS,
+    TURN_OVERLAP_S,
+    condition_rirs,
+    condition_rooms,
+    condition_taps,
+)
 from dualmic.sim.acoustics import rt60 as measured_rt60
 from dualmic.sim.batches import room_spec
 from dualmic.sim.rooms import sample_rooms
@@ -60,7 +66,7 @@ def _elevation_deg(rooms) -> np.ndarray:
 
 def test_conditions_are_the_schema_names_and_all_run_by_default(params):
     assert tuple(CONDITIONS) == CONDITION_NAMES
-    assert len(CONDITION_NAMES) == 13
+    assert len(CONDITION_NAMES) == 14
     assert params.conditions.selected == CONDITION_NAMES
     assert parse_params(tiny_raw_params() | {"conditions": {}}).conditions.n_rooms == 40
 
@@ -188,7 +194,9 @@ def test_noise_is_at_the_conditions_snr(rendered, name, snr):
     np.testing.assert_allclose(_snr_db(rendered[name]), snr, atol=0.01)
 
 
-@pytest.mark.parametrize("name", ["clean", "rt60_0.7-1.0", "elevated", "close_talkers", "single_talker"])
+@pytest.mark.parametrize(
+    "name", ["clean", "rt60_0.7-1.0", "elevated", "close_talkers", "single_talker", "turn_taking"]
+)
 def test_conditions_without_noise_add_none(rendered, name):
     assert not np.any(rendered[name].noise)
 
@@ -225,6 +233,28 @@ def test_single_talker_labels_carry_its_angle_and_no_second_source(params, rende
     np.testing.assert_allclose(r.angles[:, 0], r.rooms.angles(params.labels.angle)[:, 0])
     for name, other in rendered.items():  # every other condition has two talkers
         assert name == "single_talker" or np.isfinite(other.angles).all(), name
+
+
+def test_turn_taking_talkers_speak_one_half_each_overlapping_briefly(params):
+    """Talker 0's dry signal ends and talker 1's starts around the mixture's middle (mixture sample
+    i hears dry sample taps - 1 + i), both speaking for TURN_OVERLAP_S."""
+    rate, taps, n = params.simulate.sample_rate, 400, 16000
+    dry = np.random.default_rng(0).standard_normal((3, 2, n + taps - 1))
+    got = take_turns(dry, taps, rate)
+    half = round(TURN_OVERLAP_S * rate / 2)
+    switch = taps - 1 + n // 2
+    np.testing.assert_array_equal(got[:, 0, : switch + half], dry[:, 0, : switch + half])
+    assert not got[:, 0, switch + half :].any()
+    np.testing.assert_array_equal(got[:, 1, switch - half :], dry[:, 1, switch - half :])
+    assert not got[:, 1, : switch - half].any()
+
+
+def test_turn_taking_rooms_hold_two_labelled_talkers_and_speech_in_both_halves(rendered):
+    r = rendered["turn_taking"]
+    assert np.isfinite(r.angles).all() and r.rooms.n_sources == 2
+    quarter = r.speech.shape[-1] // 4
+    assert np.all(np.mean(r.speech[..., :quarter] ** 2, axis=(1, 2)) > 0)
+    assert np.all(np.mean(r.speech[..., -quarter:] ** 2, axis=(1, 2)) > 0)
 
 
 def test_close_talkers_are_less_than_15_degrees_apart(params, rendered):

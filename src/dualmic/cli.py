@@ -45,7 +45,8 @@ _PREDICT_HELP = (
     "with two mics. Swapped channels mirror every angle (a -> 180 - a).\n\n"
     "Angles are sorted ascending, read between the 5 deg classes (--decode peak) or "
     "their centres (argmax), each with a confidence 0..1. --mirror also scores the swapped "
-    "channels and averages the two answers (twice the time). Any sample "
+    "channels and averages the two answers (twice the time). A talker heard in part of the "
+    "recording only (talkers who take turns) is reported too unless --no-turns. Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -74,6 +75,12 @@ def predict(
         "--mirror/--no-mirror",
         help="also score the swapped channels (the mirrored scene) and average (evaluate.mirror)",
     ),
+    turns: bool = typer.Option(
+        True,
+        "--turns/--no-turns",
+        help="also report a talker heard in part of the recording only, as when talkers take turns "
+        "(evaluate.turns)",
+    ),
 ) -> None:
     """Localise the sources of a two-channel recording (help: _PREDICT_HELP)."""
     with user_errors():
@@ -88,7 +95,7 @@ def predict(
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         audio = read_recording(recording, model_features(meta).sample_rate)
-        sources = predict_sources(audio, net, meta, dev, decode, mirror)
+        sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
         angles, confidence = [a for a, _ in sources], [c for _, c in sources]
         label = str(meta["label"])
         if as_json:

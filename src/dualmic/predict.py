@@ -7,7 +7,9 @@ the channels mirrors every angle (a -> 180 - a).
 A recording is read at any sample rate (resampled to the model's), scaled to unit RMS like the
 training mixtures, turned into the model's STFT features and scored in model windows
 ``evaluate.hop_s`` apart whose log-probabilities are averaged; a recording shorter than one
-window is zero-padded. The same path as the evaluate stage: :mod:`dualmic.learn.inference`.
+window is zero-padded. Talkers who take turns are found from the windows as well
+(``--turns``, :func:`dualmic.learn.inference.add_turn_talkers`). The same path as the evaluate
+stage: :mod:`dualmic.learn.inference`.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.inference import (
+    add_turn_talkers,
     mirror_average,
     pooled_log_probs,
     pooled_probs,
     slot_peak_deg,
     slot_presence,
+    turn_evidence,
     window_starts,
 )
 from dualmic.learn.model import SSLModel
@@ -133,6 +137,19 @@ def recording_log_probs(
     (``evaluate.mirror``): averaged with the answer to the swapped channels, mapped back
     (:func:`dualmic.learn.inference.symmetric_log_probs`).
     """
+    return recording_windows(audio, model, meta, device, batch_size, mirror)[0]
+
+
+def recording_windows(
+    audio: np.ndarray,
+    model: SSLModel,
+    meta: dict,
+    device: str | torch.device = "cpu",
+    batch_size: int = 32,
+    mirror: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`recording_log_probs` and the log-probabilities of every window of the channels as
+    they are, before pooling: ((n_slots, n_outputs), (n_windows, n_slots, n_outputs))."""
     cfg = model_features(meta)
     x = torch.as_tensor(np.asarray(audio), dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] != 2:
@@ -144,20 +161,30 @@ def recording_log_probs(
     n_frames = features.shape[-1]
     starts = window_starts(n_frames, window, hop_frames)
 
-    def pooled(swap: bool) -> np.ndarray:
+    def each_window(swap: bool) -> np.ndarray:
         if n_frames <= window:  # one (zero-padded) window
-            return pooled_log_probs(model, features, hop_frames, batch_size, device, swap)[0]
-        total = np.zeros((model.cfg.n_slots, model.cfg.n_outputs), dtype=np.float64)
-        for lo in range(0, len(starts), batch_size):
-            windows = torch.stack([features[0, ..., s : s + window] for s in starts[lo : lo + batch_size]])
-            total += pooled_log_probs(model, windows, hop_frames, batch_size, device, swap).sum(0)
-        return (total / len(starts)).astype(np.float32)
+            return pooled_log_probs(model, features, hop_frames, batch_size, device, swap)
+        return np.concatenate(
+            [
+                pooled_log_probs(
+                    model,
+                    torch.stack([features[0, ..., s : s + window] for s in starts[lo : lo + batch_size]]),
+                    hop_frames,
+                    batch_size,
+                    device,
+                    swap,
+                )
+                for lo in range(0, len(starts), batch_size)
+            ]
+        )
 
-    logp = pooled(False)
+    windows = each_window(False)
+    logp = windows.astype(np.float64).mean(0).astype(np.float32)
     if not mirror:
-        return logp
+        return logp, windows
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
-    return mirror_average(logp[None], pooled(True)[None], coding)[0]
+    swapped = each_window(True).astype(np.float64).mean(0).astype(np.float32)
+    return mirror_average(logp[None], swapped[None], coding)[0], windows
 
 
 def predict_angles(
@@ -193,12 +220,16 @@ def predict_sources(
     device: str | torch.device = "cpu",
     decode: str = "peak",
     mirror: bool = False,
+    turns: bool = True,
 ) -> list[tuple[float, float]]:
     """(angle in degrees, confidence 0..1) of every source found, sorted by angle (see
     :func:`predict_angles` and :func:`slot_confidence`); an empty list when a counting model
     hears no talker. ``decode``: ``peak`` reads angles between the classes, ``argmax`` gives
-    class centres (as ``labels.decode``). ``mirror``: see :func:`recording_log_probs`."""
-    logp = recording_log_probs(audio, model, meta, device, mirror=mirror)
+    class centres (as ``labels.decode``). ``mirror``: see :func:`recording_log_probs`.
+    ``turns`` (``evaluate.turns``): also a talker heard in part of the recording only
+    (:func:`dualmic.learn.inference.add_turn_talkers`; its confidence is its share of the
+    windows that hear a source)."""
+    logp, windows = recording_windows(audio, model, meta, device, mirror=mirror)
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)
     angles = slot_peak_deg(logp, coding)
     present = np.ones(len(logp), dtype=bool)
@@ -206,4 +237,10 @@ def predict_sources(
         present = slot_presence(logp, coding) > 0.5
     confidence = slot_confidence(logp, coding.n_classes)
     pairs = sorted(zip(angles[present].tolist(), confidence[present].tolist(), strict=True))
+    if turns and coding.counting:
+        found = np.full((1, len(logp)), np.nan)
+        conf = np.full((1, len(logp)), np.nan)
+        found[0, : len(pairs)], conf[0, : len(pairs)] = [a for a, _ in pairs], [c for _, c in pairs]
+        found = add_turn_talkers(found, turn_evidence(windows[None], coding), coding, conf)
+        pairs = [(a, c) for a, c in zip(found[0], conf[0], strict=True) if np.isfinite(a)]
     return [(round(float(a), 2), round(float(c), 4)) for a, c in pairs]

@@ -270,6 +270,7 @@ class EvaluateParams(Section):
     separation_bins_deg: tuple[NonNegFloat, ...] = (0.0, 10.0, 20.0, 40.0, 80.0, 180.0)
     srp_phat: StrictBool = True
     mirror: StrictBool = False
+    turns: StrictBool = True
 
     @field_validator("rt60_bins", "separation_bins_deg")
     @classmethod

@@ -149,6 +149,7 @@ CONDITION_NAMES = (
     "elevated",
     "close_talkers",
     "single_talker",
+    "turn_taking",
 )
 
 

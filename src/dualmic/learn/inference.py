@@ -9,6 +9,12 @@ is the recording of the mirrored scene, every angle ``a`` becoming ``180 - a``. 
 :func:`symmetric_log_probs` (``evaluate.mirror``) also scores the swapped channels, maps that
 answer back (classes mirrored, slots matched) and averages the two: a two-view ensemble of one
 model at twice the inference cost, with no training change.
+
+Pooling the windows' log-probabilities suits talkers who speak through the whole input. Two
+people in conversation take turns: each window hears one of them, the pooled slots settle on
+whichever spoke more and the other is lost. :func:`add_turn_talkers` (``evaluate.turns``) adds, to
+what the pooled slots found, a talker that windows heard in part of the input only
+(:func:`turn_evidence`).
 """
 
 from __future__ import annotations
@@ -18,9 +24,16 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import LabelCoding, class_centre_deg
+from dualmic.core.labels import LabelCoding, angle_difference, class_centre_deg
 from dualmic.core.params import Params
 from dualmic.learn.model import SSLModel
+
+# evaluate.turns: a talker heard in part of the input only (talkers who take turns) is added when
+# the windows that hear a source give its class and the two beside it this much of a source on
+# average, at least one window this much, and it is this far from every talker found already.
+TURN_MEAN_MASS = 0.3
+TURN_PEAK_MASS = 0.8
+TURN_MIN_SEPARATION_DEG = 10.0
 
 
 def window_starts(n_frames: int, window: int, hop: int) -> list[int]:
@@ -44,20 +57,8 @@ def mirror_features(x: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def pooled_log_probs(
-    model: SSLModel,
-    features,
-    hop_frames: int,
-    batch_size: int = 32,
-    device: str | torch.device = "cpu",
-    mirror: bool = False,
-) -> np.ndarray:
-    """Average window log-probabilities: features (N, C, F, T) → (N, n_slots, n_outputs) float32.
-
-    ``features`` is an array, a memmap or a tensor. Inputs shorter than the model window are
-    zero-padded (zero cos/sin carries no phase). ``mirror``: score the channel-swapped
-    features instead (:func:`mirror_features`; the answer is about the mirrored scene).
-    """
+def _window_batches(model: SSLModel, features, hop_frames: int, batch_size: int, device, mirror: bool):
+    """Yield (first row, window log-probabilities (rows, W, n_slots, n_outputs) float32 tensor)."""
     cfg = model.cfg
     n, c, f, t = features.shape
     if c != cfg.in_channels or f != cfg.n_freq:
@@ -66,7 +67,6 @@ def pooled_log_probs(
             f"{cfg.n_freq}; features.channels / n_fft differ from the model's training params"
         )
     starts = window_starts(t, cfg.n_frames, hop_frames)
-    out = np.empty((n, cfg.n_slots, cfg.n_outputs), dtype=np.float32)
     per_batch = max(1, batch_size // len(starts))
     model.eval()
     with torch.inference_mode():
@@ -83,8 +83,36 @@ def pooled_log_probs(
             windows = torch.stack([x[..., s : s + cfg.n_frames] for s in starts], dim=1)
             logits = model(windows.flatten(0, 1).to(device)).float()
             logp = logits.log_softmax(-1).reshape(len(x), len(starts), cfg.n_slots, cfg.n_outputs)
-            out[lo : lo + len(x)] = logp.mean(1).cpu().numpy()
+            yield lo, logp.cpu()
+
+
+def pooled_log_probs(
+    model: SSLModel,
+    features,
+    hop_frames: int,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    mirror: bool = False,
+) -> np.ndarray:
+    """Average window log-probabilities: features (N, C, F, T) → (N, n_slots, n_outputs) float32.
+
+    ``features`` is an array, a memmap or a tensor. Inputs shorter than the model window are
+    zero-padded (zero cos/sin carries no phase). ``mirror``: score the channel-swapped
+    features instead (:func:`mirror_features`; the answer is about the mirrored scene).
+    """
+    out = np.empty((features.shape[0], model.cfg.n_slots, model.cfg.n_outputs), dtype=np.float32)
+    for lo, logp in _window_batches(model, features, hop_frames, batch_size, device, mirror):
+        out[lo : lo + len(logp)] = logp.mean(1).numpy()
     return out
+
+
+def window_log_probs(
+    model: SSLModel, features, hop_frames: int, batch_size: int = 32, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """The log-probabilities of every window before pooling: (N, W, n_slots, n_outputs) float32."""
+    return np.concatenate(
+        [logp.numpy() for _, logp in _window_batches(model, features, hop_frames, batch_size, device, False)]
+    )
 
 
 def mirror_classes(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
@@ -129,11 +157,32 @@ def symmetric_log_probs(
 ) -> np.ndarray:
     """:func:`pooled_log_probs`, with ``mirror`` averaged with the pooled answer to the swapped
     channels mapped back to this scene (classes mirrored, slots matched): (N, n_slots, n_outputs)."""
-    logp = pooled_log_probs(model, features, hop_frames, batch_size, device)
-    if not mirror:
-        return logp
-    swapped = pooled_log_probs(model, features, hop_frames, batch_size, device, mirror=True)
-    return mirror_average(logp, swapped, coding)
+    return room_log_probs(model, features, hop_frames, coding, batch_size, device, mirror)[0]
+
+
+def room_log_probs(
+    model: SSLModel,
+    features,
+    hop_frames: int,
+    coding: LabelCoding,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    mirror: bool = False,
+    turns: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The pooled log-probabilities of :func:`symmetric_log_probs` and, with ``turns``, the
+    :func:`turn_evidence` of the windows (of the channels as they are), else None."""
+    n = features.shape[0]
+    logp = np.empty((n, model.cfg.n_slots, model.cfg.n_outputs), dtype=np.float32)
+    evidence = np.empty((n, 2, coding.n_classes)) if turns else None
+    for lo, windows in _window_batches(model, features, hop_frames, batch_size, device, False):
+        logp[lo : lo + len(windows)] = windows.mean(1).numpy()
+        if evidence is not None:
+            evidence[lo : lo + len(windows)] = turn_evidence(windows.numpy(), coding)
+    if mirror:
+        swapped = pooled_log_probs(model, features, hop_frames, batch_size, device, mirror=True)
+        logp = mirror_average(logp, swapped, coding)
+    return logp, evidence
 
 
 def mirror_average(log_probs: np.ndarray, swapped: np.ndarray, coding: LabelCoding) -> np.ndarray:
@@ -153,6 +202,12 @@ def slot_peak_deg(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
     """
     logp = np.asarray(log_probs, dtype=np.float64)[..., : coding.n_classes]
     best = logp.argmax(-1)
+    return _peak_angle(logp, best, coding)
+
+
+def _peak_angle(logp: np.ndarray, best: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """The angle of class ``best`` (...) of log-values ``logp`` (..., n_classes), read between
+    the classes as :func:`slot_peak_deg` says."""
     angle = class_centre_deg(best, coding.class_width_deg)
     if coding.decode != "peak" or coding.n_classes < 3:
         return angle
@@ -204,22 +259,105 @@ def decode_known_count(log_probs: np.ndarray, counts: np.ndarray, coding: LabelC
     return out
 
 
+def _class_and_neighbours(values: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """Each class's value plus its two neighbours' (..., n_classes); on a circle they wrap."""
+    out = np.array(values, dtype=np.float64, copy=True)
+    out[..., 1:] += values[..., :-1]
+    out[..., :-1] += values[..., 1:]
+    if coding.circular:
+        out[..., 0] += values[..., -1]
+        out[..., -1] += values[..., 0]
+    return out
+
+
+def turn_evidence(window_log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """Where windows hear sources: window log-probabilities (N, W, S, n_outputs) → (N, 2,
+    n_classes). A window's source density is the probability its slots put on each angle class
+    (summed over slots: the expected number of sources per class). Row 0: the mean density over
+    the windows that hear a source (expected count 0.5 or more; all windows if none does). Row
+    1: over all windows, the highest density of each class and its two neighbours."""
+    prob = np.exp(np.asarray(window_log_probs, dtype=np.float64)[..., : coding.n_classes])
+    density = prob.sum(-2)  # (N, W, K)
+    heard = density.sum(-1) >= 0.5
+    heard[~heard.any(1)] = True
+    mean = (density * heard[..., None]).sum(1) / heard.sum(1)[:, None]
+    peak = _class_and_neighbours(density, coding).max(1)
+    return np.stack([mean, peak], axis=1)
+
+
+def add_turn_talkers(
+    angles: np.ndarray, evidence: np.ndarray, coding: LabelCoding, confidence: np.ndarray | None = None
+) -> np.ndarray:
+    """Decoded angles (N, S) (:func:`decode_angles`, NaN = no source) with the talkers the
+    pooled slots missed added from :func:`turn_evidence` (N, 2, n_classes), sorted again.
+
+    The classes of the mean density are visited from the highest down, each taking its
+    neighbours out of the running: a class whose mean density, with its neighbours', is below
+    TURN_MEAN_MASS ends the search; one that some window was at least TURN_PEAK_MASS sure of
+    and lies more than TURN_MIN_SEPARATION_DEG from every talker found is a talker (its angle
+    read between the classes as ``labels.decode`` says), until every slot holds one.
+    ``confidence`` (N, S), if given, is reordered alike, a found talker's being its mass
+    (at most 1)."""
+    out = np.array(angles, dtype=np.float64, copy=True)
+    if not coding.counting:
+        return out
+    period = coding.n_classes * coding.class_width_deg if coding.circular else None
+    n_slots = out.shape[1]
+    for i in range(len(out)):
+        found = [float(a) for a in out[i] if np.isfinite(a)]
+        conf = [] if confidence is None else [float(c) for c in confidence[i][np.isfinite(out[i])]]
+        mean, peak = evidence[i]
+        mass = _class_and_neighbours(mean, coding)
+        log_mean = np.log(np.maximum(mean, 1e-12))
+        left = mean.copy()
+        for _ in range(n_slots):
+            if len(found) >= n_slots:
+                break
+            k = int(left.argmax())
+            if mass[k] < TURN_MEAN_MASS:
+                break
+            n = coding.n_classes
+            left[[(k + d) % n for d in (-1, 0, 1) if coding.circular or 0 <= k + d < n]] = -np.inf
+            if peak[k] < TURN_PEAK_MASS:
+                continue
+            a = float(_peak_angle(log_mean, np.array(k), coding))
+            if all(abs(angle_difference(a, h, period)) > TURN_MIN_SEPARATION_DEG for h in found):
+                found.append(a)
+                conf.append(min(1.0, float(mass[k])))
+        order = np.argsort(found, kind="stable")
+        out[i] = np.nan
+        out[i, : len(found)] = np.asarray(found)[order]
+        if confidence is not None:
+            confidence[i] = np.nan
+            confidence[i, : len(conf)] = np.asarray(conf)[order]
+    return out
+
+
 def model_answers(
-    log_probs: np.ndarray, coding: LabelCoding, true_counts: np.ndarray
+    log_probs: np.ndarray, coding: LabelCoding, true_counts: np.ndarray, evidence: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:
     """The model's scored angles (N, S): ``model`` with its own count (a counting model) or told
     the count (a model without the "no source" class), and for a counting model also
-    ``model_known_count``, told the count as the baselines are."""
+    ``model_known_count``, told the count as the baselines are. With ``evidence``
+    (:func:`turn_evidence`), ``model`` adds the talkers who take turns (:func:`add_turn_talkers`)."""
     known = decode_known_count(log_probs, true_counts, coding)
     if not coding.counting:
         return {"model": known}
-    return {"model": decode_angles(log_probs, coding), "model_known_count": known}
+    found = decode_angles(log_probs, coding)
+    if evidence is not None:
+        found = add_turn_talkers(found, evidence, coding)
+    return {"model": found, "model_known_count": known}
 
 
 def predict_split(model: SSLModel, features, p: Params, device: str | torch.device = "cpu") -> np.ndarray:
     """Sorted predicted slot angles (rooms, n_sources) in degrees (NaN = no source): pooled
     windows every ``evaluate.hop_s`` (and the swapped channels when ``evaluate.mirror``),
-    decoded as ``labels.*`` says (the evaluate stage's)."""
+    decoded as ``labels.*`` says, with the talkers who take turns when ``evaluate.turns`` (the
+    evaluate stage's)."""
     coding = LabelCoding.from_params(p)
-    logp = symmetric_log_probs(model, features, p.hop_frames, coding, device=device, mirror=p.evaluate.mirror)
-    return decode_angles(logp, coding)
+    ev = p.evaluate
+    logp, evidence = room_log_probs(
+        model, features, p.hop_frames, coding, device=device, mirror=ev.mirror, turns=ev.turns
+    )
+    found = decode_angles(logp, coding)
+    return found if evidence is None else add_turn_talkers(found, evidence, coding)

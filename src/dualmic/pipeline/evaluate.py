@@ -30,7 +30,7 @@ from dualmic.core.files import load_npy, save_json
 from dualmic.core.labels import LabelCoding, label_period, label_span_deg, source_counts
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
-from dualmic.learn.inference import model_answers, symmetric_log_probs
+from dualmic.learn.inference import model_answers, room_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring import metrics, plots
 from dualmic.scoring.baselines import method_angles
@@ -81,10 +81,13 @@ def run(
         )
 
     coding = LabelCoding.from_params(p)
-    log_probs = symmetric_log_probs(net, feats, p.hop_frames, coding, device=device, mirror=p.evaluate.mirror)
+    ev = p.evaluate
+    log_probs, evidence = room_log_probs(
+        net, feats, p.hop_frames, coding, device=device, mirror=ev.mirror, turns=ev.turns
+    )
     pred_classes = np.sort(log_probs.argmax(-1), axis=1)
     true_counts = source_counts(angles)
-    answers = model_answers(log_probs, coding, true_counts)
+    answers = model_answers(log_probs, coding, true_counts, evidence)
     bar = progress_bar("srp-phat eval", n) if mix is not None else contextlib.nullcontext()
     with bar as advance:
         pred = method_angles(

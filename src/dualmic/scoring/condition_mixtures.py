@@ -15,7 +15,7 @@ from dualmic.core.params import Params
 from dualmic.data.espeak import TalkerPool, talker_specs
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
-from dualmic.learn.inference import model_answers, symmetric_log_probs
+from dualmic.learn.inference import model_answers, room_log_probs
 from dualmic.scoring import metrics
 from dualmic.scoring.baselines import method_angles
 from dualmic.scoring.conditions import (
@@ -24,6 +24,7 @@ from dualmic.scoring.conditions import (
     MIC_GAIN_DB,
     MIC_TILT,
     N_SLOTS,
+    TURN_OVERLAP_S,
     Condition,
     condition_rirs,
     condition_rooms,
@@ -86,6 +87,20 @@ def _noise(
     raise ValueError(f"unknown noise {cond.noise!r}")
 
 
+def take_turns(dry: np.ndarray, taps: int, sample_rate: int) -> np.ndarray:
+    """Dry talkers (B, 2, n + taps - 1) who take turns: talker 0 falls silent and talker 1 starts
+    around the middle of the mixture's ``n`` samples, both speaking for TURN_OVERLAP_S. (Dry
+    sample ``taps - 1 + i`` is heard at mixture sample ``i``; a talker's reverberation outlasts
+    its turn, as in a room.)"""
+    n = dry.shape[-1] - taps + 1
+    half = round(TURN_OVERLAP_S * sample_rate / 2)
+    switch = taps - 1 + n // 2
+    out = dry.copy()
+    out[:, 0, switch + half :] = 0.0
+    out[:, 1, : switch - half] = 0.0
+    return out
+
+
 def render_batch(
     cond: Condition, p: Params, pool: TalkerPool, start: int, count: int, device: str | torch.device = "cpu"
 ) -> Rendered:
@@ -98,6 +113,8 @@ def render_batch(
     rngs = [np.random.default_rng([seed, start + b, _MIX_STREAM]) for b in range(count)]
     talkers = [rng.choice(len(pool), size=cond.talkers, replace=False) for rng in rngs]
     dry = np.stack([pool.excerpts(rng, t, n + taps - 1) for rng, t in zip(rngs, talkers, strict=True)])
+    if cond.turns:
+        dry = take_turns(dry, taps, p.simulate.sample_rate)
     with torch.inference_mode():
         images = reverberant_images(
             torch.from_numpy(np.ascontiguousarray(rirs[:, : cond.talkers])),
@@ -175,15 +192,17 @@ def predictions(
 ) -> dict[str, np.ndarray]:
     """Sorted angles (N, 2) of every method (NaN = no source): the model (pooled windows every
     evaluate.hop_s, with the swapped channels too when evaluate.mirror; a counting model finds
-    the count, and ``model_known_count`` is told it), SRP-PHAT (when ``srp_phat``) on the
+    the count, talkers who take turns too when evaluate.turns, and ``model_known_count`` is told
+    it), SRP-PHAT (when ``srp_phat``) on the
     mixtures, and the train set's median angles; the
     baselines are told the count."""
     coding = LabelCoding.from_params(p)
-    log_probs = symmetric_log_probs(
-        net, rendered.features, p.hop_frames, coding, device=device, mirror=p.evaluate.mirror
+    ev = p.evaluate
+    log_probs, evidence = room_log_probs(
+        net, rendered.features, p.hop_frames, coding, device=device, mirror=ev.mirror, turns=ev.turns
     )
     true_counts = source_counts(rendered.angles)
-    answers = model_answers(log_probs, coding, true_counts)
+    answers = model_answers(log_probs, coding, true_counts, evidence)
     mixture = rendered.mixture if srp_phat else None
     pred = method_angles(
         answers.pop("model"), mixture, meta["mic_distance_m"], p, train_angles, counts=true_counts

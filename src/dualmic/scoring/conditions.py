@@ -38,6 +38,7 @@ MIC_GAIN_DB = 3.0  # mic_mismatch: per-mic gain drawn from +-3 dB
 MIC_TILT = 0.3  # mic_mismatch: per-mic first-order spectral tilt drawn from +-0.3
 MIC_ALLPASS = 0.05  # mic_mismatch: per-mic first-order all-pass coefficient drawn from +-0.05
 SENSOR_SNR_DB = 30.0  # mic_mismatch: white sensor noise, independent per mic
+TURN_OVERLAP_S = 0.2  # turn_taking: seconds both talkers speak, around the middle of the mixture
 MIN_TALKER_SPACING_M = 0.3  # close_talkers: two people stand at least this far apart
 METHODS = ("model", "srp_phat", "constant")
 
@@ -59,6 +60,7 @@ class Condition:
     mic_mismatch: bool = False  # gain, tilt and all-pass errors per mic
     min_elevation_deg: float | None = None  # every talker at least this far above or below the array
     max_separation_deg: float | None = None  # the two talkers closer than this in the label angle
+    turns: bool = False  # the talkers take turns: the first speaks the first half, the second the rest
 
     @property
     def n_sources(self) -> int:
@@ -105,6 +107,12 @@ CONDITIONS: dict[str, Condition] = {
         Condition("elevated", "both talkers 30 deg or more above or below the array", min_elevation_deg=30.0),
         Condition("close_talkers", "the two talkers less than 15 deg apart", max_separation_deg=15.0),
         Condition("single_talker", "one talker (the model must find one source)", talkers=1),
+        Condition(
+            "turn_taking",
+            f"two talkers taking turns: the first speaks the first half, the second the rest "
+            f"({TURN_OVERLAP_S:g} s of overlap)",
+            turns=True,
+        ),
     )
 }
 if tuple(CONDITIONS) != CONDITION_NAMES:  # the schema numbers the room seeds in this order
