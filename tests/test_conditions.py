@@ -66,7 +66,7 @@ def _elevation_deg(rooms) -> np.ndarray:
 
 def test_conditions_are_the_schema_names_and_all_run_by_default(params):
     assert tuple(CONDITIONS) == CONDITION_NAMES
-    assert len(CONDITION_NAMES) == 14
+    assert len(CONDITION_NAMES) == 15
     assert params.conditions.selected == CONDITION_NAMES
     assert parse_params(tiny_raw_params() | {"conditions": {}}).conditions.n_rooms == 40
 
@@ -195,7 +195,8 @@ def test_noise_is_at_the_conditions_snr(rendered, name, snr):
 
 
 @pytest.mark.parametrize(
-    "name", ["clean", "rt60_0.7-1.0", "elevated", "close_talkers", "single_talker", "turn_taking"]
+    "name",
+    ["clean", "rt60_0.7-1.0", "elevated", "close_talkers", "single_talker", "turn_taking", "narrowband"],
 )
 def test_conditions_without_noise_add_none(rendered, name):
     assert not np.any(rendered[name].noise)
@@ -255,6 +256,18 @@ def test_turn_taking_rooms_hold_two_labelled_talkers_and_speech_in_both_halves(r
     quarter = r.speech.shape[-1] // 4
     assert np.all(np.mean(r.speech[..., :quarter] ** 2, axis=(1, 2)) > 0)
     assert np.all(np.mean(r.speech[..., -quarter:] ** 2, axis=(1, 2)) > 0)
+
+
+def test_narrowband_talkers_have_nothing_above_half_their_recording_rate(params, rendered):
+    def share_above(x, hz):
+        freqs = np.fft.rfftfreq(x.shape[-1], 1 / params.simulate.sample_rate)
+        power = np.abs(np.fft.rfft(x * np.hanning(x.shape[-1]), axis=-1)) ** 2
+        return power[..., freqs > hz].sum(-1) / power.sum(-1)
+
+    narrow, clean = rendered["narrowband"].speech, rendered["clean"].speech
+    # the resampler's anti-aliasing filter falls from 4 kHz: -30 dB just above, -60 dB by 5 kHz
+    assert np.all(share_above(narrow, 4100.0) < 2e-3) and np.all(share_above(narrow, 5000.0) < 1e-5)
+    assert np.all(share_above(clean, 4100.0) > 1e-2)  # espeak-ng speech has treble
 
 
 def test_close_talkers_are_less_than_15_degrees_apart(params, rendered):

@@ -283,3 +283,34 @@ def test_a_gapped_talker_falls_silent_between_stretches_of_speech():
         assert np.all(inner == off - abs(LAGS[k])), (inner, off)
         whole += len(inner) > 0
     assert whole >= 5
+
+
+def test_a_band_limited_talker_is_heard_without_the_band_above_its_cut_off():
+    p = _params((0.0, 0.0, 1.0), band_limit=1.0, band_limit_hz=[3000.0, 5000.0])
+    mixer = _mixer(p, n_rooms=8)
+    mixer.pool.talkers = torch.randn(mixer.pool.talkers.shape, generator=torch.Generator().manual_seed(0))
+    audio, draws = mixer.mixtures(np.arange(8))
+    freqs = np.fft.rfftfreq(audio.shape[-1], 1 / FS)
+    window = np.hanning(audio.shape[-1])
+    for a, d in zip(audio.numpy(), draws, strict=True):
+        assert sorted(k for k, _ in d.band_limits) == [0, 1]  # both talkers, each its own cut-off
+        top = max(c for _, c in d.band_limits)
+        assert 3000.0 <= min(c for _, c in d.band_limits) and top <= 5000.0
+        power = np.abs(np.fft.rfft(a * window, axis=-1)) ** 2
+        above = power[:, freqs > top + 100].sum() / power.sum()
+        assert above < 1e-5, above  # white-noise talkers: about half their power lies above 4 kHz
+    plain = _mixer(_params((0.0, 0.0, 1.0)), n_rooms=8)
+    plain.pool.talkers = mixer.pool.talkers
+    full, plain_draws = plain.mixtures(np.arange(8))
+    power = np.abs(np.fft.rfft(full[0].numpy() * window, axis=-1)) ** 2
+    assert power[:, freqs > 5100].sum() / power.sum() > 0.2
+    assert plain_draws[0].band_limits == () and plain_draws[0].clips == draws[0].clips, (
+        "band_limit draws after every other draw"
+    )
+
+
+def test_a_cut_off_at_or_above_nyquist_is_a_one_line_error():
+    raw = tiny_raw_params()
+    raw["augment"]["band_limit_hz"] = [3000.0, 8000.0]
+    with pytest.raises(DualmicError, match=r"augment.band_limit_hz max 8000 Hz is not below the Nyquist"):
+        parse_params(raw)

@@ -125,6 +125,16 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _band_limit_below_nyquist(self):
+        nyquist = self.simulate.sample_rate / 2
+        if self.augment.band_limit_hz[1] >= nyquist:
+            raise ValueError(
+                f"augment.band_limit_hz max {self.augment.band_limit_hz[1]:g} Hz is not below the "
+                f"Nyquist frequency {nyquist:g} Hz of simulate.sample_rate; give cut-offs below it"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _splits_known(self):
         for name in self.augment.splits:
             if name not in self.simulate.splits:

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import Field, Strict, StrictStr, field_validator, model_validator
 
-from dualmic.core.schema import Float, NonNegFloat, PosInt, Section, Seed, ordered
+from dualmic.core.schema import Float, NonNegFloat, PosFloat, PosInt, Section, Seed, ordered
 
 
 def distinct_names(value: tuple[str, ...], choices: tuple[str, ...]) -> tuple[str, ...]:
@@ -69,6 +69,8 @@ class AugmentParams(Section):
     noise_source: Probability = 0.0  # of a point noise at a room's noise position (online mixing)
     talker_overlap: Probability = 0.0  # per talker, of a second excerpt from its position (online)
     talker_gaps: Probability = 0.0  # per talker, of silences cut into its excerpt (online)
+    band_limit: Probability = 0.0  # per talker, of its excerpt low-passed, as a narrowband recording (online)
+    band_limit_hz: tuple[PosFloat, PosFloat] = (3400.0, 7500.0)  # cut-off drawn uniformly (online)
     diffuse: Probability = 0.0
     diffuse_snr_db: tuple[Float, Float] = (0.0, 30.0)
     sensor: Probability = 0.0
@@ -80,6 +82,11 @@ class AugmentParams(Section):
     @classmethod
     def _db(cls, v):
         return ordered(v, "dB")
+
+    @field_validator("band_limit_hz")
+    @classmethod
+    def _hz(cls, v):
+        return ordered(v, "Hz")
 
 
 # languages the conditions test has words for; an espeak-ng voice is LANG[-REGION][+VARIANT]
@@ -150,6 +157,7 @@ CONDITION_NAMES = (
     "close_talkers",
     "single_talker",
     "turn_taking",
+    "narrowband",
 )
 
 

@@ -7,8 +7,9 @@ under the same conditions the ``augment`` params describe (0, 1 or 2 talkers as
 ``features.active_sources`` draws them, a point noise source at a silent talker's position,
 diffuse white / pink / brown / babble noise, sensor noise, imperfect microphones).
 
-``augment.talker_overlap`` (a second voice from a talker's position) and ``augment.talker_gaps``
-(silences in a talker's excerpt) edit the dry talkers first: :mod:`dualmic.data.talker_edits`.
+``augment.talker_overlap`` (a second voice from a talker's position), ``augment.talker_gaps``
+(silences in a talker's excerpt) and ``augment.band_limit`` (a talker recorded in a narrow band)
+edit the dry talkers first: :mod:`dualmic.data.talker_edits`.
 
 Speed comes from drawing only scalars per example and doing all signal work batched:
 
@@ -38,7 +39,16 @@ from dualmic.core.labels import slot_angles
 from dualmic.data.augment import draw_condition
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.pool import NOISE_COLORS, Pool
-from dualmic.data.talker_edits import Gap, Overlap, apply_edits, draw_gaps, draw_overlaps
+from dualmic.data.talker_edits import (
+    BandLimit,
+    Gap,
+    Overlap,
+    apply_edits,
+    band_gains,
+    draw_band_limits,
+    draw_gaps,
+    draw_overlaps,
+)
 
 _EPS = 1e-8
 _MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024, is gone by then)
@@ -63,6 +73,7 @@ class Draw:
     noise_source: tuple[int, int, int, float] | None = None  # (position, colour, offset, SNR dB)
     overlaps: tuple[Overlap, ...] = ()  # second voices spoken from a talker's position
     gaps: tuple[Gap, ...] = ()  # silences cut into a talker's excerpt
+    band_limits: tuple[BandLimit, ...] = ()  # talkers low-passed, as recorded in a narrow band
 
 
 class OnlineMixer:
@@ -139,12 +150,13 @@ class OnlineMixer:
         overlaps = draw_overlaps(rng, cond.talkers, aug.talker_overlap, self.pool, self.dry_len,
                                  self.p.features.sir_db)  # fmt: skip
         gaps = draw_gaps(rng, cond.talkers, aug.talker_gaps, self.p.simulate.sample_rate)
+        limits = draw_band_limits(rng, cond.talkers, aug.band_limit, aug.band_limit_hz)
         mic = None
         if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
             mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
         return Draw(
             cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source,
-            overlaps, gaps,
+            overlaps, gaps, limits,
         )  # fmt: skip
 
     @staticmethod
@@ -170,7 +182,7 @@ class OnlineMixer:
         order = np.argsort(rooms)  # sorted reads of a memmap are faster; undone below
         rir = torch.from_numpy(np.ascontiguousarray(self.rirs[rooms[order]], dtype=np.float32))
         rir = rir[torch.from_numpy(np.argsort(order))]
-        images = self._reverberate(dry, rir)  # (B, S, 2, n)
+        images = self._reverberate(dry, rir, self._band_gains(draws))  # (B, S, 2, n)
         images = images / (images.pow(2).mean(dim=(2, 3), keepdim=True).sqrt() + _EPS)
         weight = torch.zeros(b, n_src)
         for i, d in enumerate(draws):
@@ -192,10 +204,25 @@ class OnlineMixer:
         mixture = self._mics(mixture, draws)
         return mixture / (mixture.pow(2).mean(dim=(1, 2), keepdim=True).sqrt() + _EPS), draws
 
-    def _reverberate(self, dry: torch.Tensor, rir: torch.Tensor) -> torch.Tensor:
-        """Steady-state images: dry (..., dry_len) through rir (..., M, taps) -> (..., M, n)."""
+    def _band_gains(self, draws: list[Draw]) -> torch.Tensor | None:
+        """(B, S, bins) spectral gains of the band-limited talkers of ``draws``, None if none is."""
+        n_fft, n_src, rate = _next_pow2(self.dry_len), self.rirs.shape[1], self.p.simulate.sample_rate
+        per = [band_gains(d.band_limits, n_src, n_fft, rate) for d in draws]
+        if all(g is None for g in per):
+            return None
+        ones = torch.ones(n_src, n_fft // 2 + 1)
+        return torch.stack([ones if g is None else g for g in per])
+
+    def _reverberate(
+        self, dry: torch.Tensor, rir: torch.Tensor, gains: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Steady-state images: dry (..., dry_len) through rir (..., M, taps) -> (..., M, n);
+        ``gains`` (..., bins) filter the dry signals first."""
         n_fft = _next_pow2(self.dry_len)
-        spec = torch.fft.rfft(dry, n_fft)[..., None, :] * torch.fft.rfft(rir, n_fft)
+        dry_spec = torch.fft.rfft(dry, n_fft)
+        if gains is not None:
+            dry_spec = dry_spec * gains
+        spec = dry_spec[..., None, :] * torch.fft.rfft(rir, n_fft)
         return torch.fft.irfft(spec, n_fft)[..., self.taps - 1 : self.taps - 1 + self.n]
 
     def _noise_sources(self, mixture: torch.Tensor, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:

@@ -8,7 +8,8 @@ the caller seeds from params.yaml. Audio is (2, n_samples) float64 numpy unless 
   (inter-mic coherence sinc(2 pi f d / c));
 * :func:`colored_noise`: white, pink or brown noise;
 * :func:`mic_mismatch`: per-mic gain, first-order spectral tilt and first-order all-pass phase;
-* :func:`add_at_snr`: a noise added at a given SNR relative to the mixture's power.
+* :func:`add_at_snr`: a noise added at a given SNR relative to the mixture's power;
+* :func:`low_pass_gain`: the gain of a low-pass, for talkers recorded in a narrow band.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 _EPS = 1e-12
 COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}  # power spectrum ~ 1 / f^exponent
+LOW_PASS_WIDTH_HZ = 300.0  # low_pass_gain: width of the fall from 1 to 0 below the cut-off
 
 
 def _rfft_size(n: int) -> int:
@@ -84,3 +86,10 @@ def add_at_snr(mixture: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndar
     if p_sig == 0:
         return mixture + noise / np.sqrt(p_noise)
     return mixture + noise * np.sqrt(p_sig / p_noise * 10 ** (-snr_db / 10))
+
+
+def low_pass_gain(freqs_hz: np.ndarray, cutoff_hz: float, width_hz: float = LOW_PASS_WIDTH_HZ) -> np.ndarray:
+    """Gain of a zero-phase low-pass at ``freqs_hz``: 1 up to ``cutoff_hz - width_hz``, a
+    raised-cosine fall to 0 at ``cutoff_hz``, 0 above (the band a narrowband recording lacks)."""
+    x = np.clip((np.asarray(freqs_hz, dtype=np.float64) - (cutoff_hz - width_hz)) / width_hz, 0.0, 1.0)
+    return 0.5 * (1.0 + np.cos(np.pi * x))

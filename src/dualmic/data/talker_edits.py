@@ -5,7 +5,9 @@ loudspeaker, or people speaking over each other from one place). The number of s
 number of positions: without it, one talker's continuous speech (no pauses) is taken for two,
 because training mixtures of two talkers are denser in time and frequency than those of one.
 ``augment.talker_gaps`` cuts silences into a talker's excerpt (0.1-0.6 s after every 0.2-0.8 s),
-so two talkers who take turns are still two.
+so two talkers who take turns are still two. ``augment.band_limit`` low-passes a talker's excerpt
+at a cut-off drawn from ``augment.band_limit_hz``, as a talker recorded in a narrow band (a
+telephone, an 8 kHz file, a codec) and played into the room sounds.
 
 Both are drawn as scalars per example (after every other draw of
 :meth:`dualmic.data.online.OnlineMixer.draw`, and not at all when their probability is 0, so runs
@@ -17,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from dualmic.data.perturb import low_pass_gain
 from dualmic.data.pool import Pool
 
 GAP_SPEECH_S = (0.2, 0.8)  # seconds of speech between the silences of augment.talker_gaps
@@ -24,6 +27,7 @@ GAP_SILENCE_S = (0.1, 0.6)  # seconds of each silence
 
 Overlap = tuple[int, int, int, float]  # (source, pool clip, offset, dB) spoken over a talker
 Gap = tuple[int, int, int, int]  # (source, speech, silence, phase) in samples
+BandLimit = tuple[int, float]  # (source, cut-off Hz)
 
 
 def draw_overlaps(
@@ -51,6 +55,29 @@ def draw_gaps(rng: np.random.Generator, talkers, probability: float, sample_rate
                 off = int(rng.uniform(*GAP_SILENCE_S) * sample_rate)
                 out.append((k, on, off, int(rng.integers(on + off))))
     return tuple(out)
+
+
+def draw_band_limits(
+    rng: np.random.Generator, talkers, probability: float, cutoff_hz
+) -> tuple[BandLimit, ...]:
+    """Per active talker, with ``probability``, a low-pass cut-off drawn from ``cutoff_hz``."""
+    out = []
+    if probability > 0:
+        for k in talkers:
+            if rng.random() < probability:
+                out.append((k, float(rng.uniform(*cutoff_hz))))
+    return tuple(out)
+
+
+def band_gains(limits, n_sources: int, n_fft: int, sample_rate: int) -> torch.Tensor | None:
+    """Spectral gains (n_sources, n_fft // 2 + 1) of one example's band limits, None if it has none."""
+    if not limits:
+        return None
+    freqs = np.fft.rfftfreq(n_fft, 1.0 / sample_rate)
+    gains = np.ones((n_sources, len(freqs)))
+    for k, cutoff in limits:
+        gains[k] = low_pass_gain(freqs, cutoff)
+    return torch.from_numpy(gains.astype(np.float32))
 
 
 def apply_edits(dry: torch.Tensor, overlaps, gaps, talkers: torch.Tensor) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torchaudio.functional as AF
 
 from dualmic.core.labels import LabelCoding, source_counts
 from dualmic.core.params import Params
@@ -101,6 +102,14 @@ def take_turns(dry: np.ndarray, taps: int, sample_rate: int) -> np.ndarray:
     return out
 
 
+def recorded_at(dry: np.ndarray, source_rate: int, sample_rate: int) -> np.ndarray:
+    """Dry talkers (..., n) at ``sample_rate`` as if recorded at ``source_rate``: resampled down
+    and back (torchaudio's windowed-sinc resampler), so nothing is left above source_rate / 2."""
+    x = torch.from_numpy(np.ascontiguousarray(dry))
+    down = AF.resample(x, sample_rate, source_rate)
+    return AF.resample(down, source_rate, sample_rate)[..., : dry.shape[-1]].numpy()
+
+
 def render_batch(
     cond: Condition, p: Params, pool: TalkerPool, start: int, count: int, device: str | torch.device = "cpu"
 ) -> Rendered:
@@ -115,6 +124,8 @@ def render_batch(
     dry = np.stack([pool.excerpts(rng, t, n + taps - 1) for rng, t in zip(rngs, talkers, strict=True)])
     if cond.turns:
         dry = take_turns(dry, taps, p.simulate.sample_rate)
+    if cond.source_rate is not None:
+        dry = recorded_at(dry, cond.source_rate, p.simulate.sample_rate)
     with torch.inference_mode():
         images = reverberant_images(
             torch.from_numpy(np.ascontiguousarray(rirs[:, : cond.talkers])),

@@ -38,6 +38,7 @@ MIC_GAIN_DB = 3.0  # mic_mismatch: per-mic gain drawn from +-3 dB
 MIC_TILT = 0.3  # mic_mismatch: per-mic first-order spectral tilt drawn from +-0.3
 MIC_ALLPASS = 0.05  # mic_mismatch: per-mic first-order all-pass coefficient drawn from +-0.05
 SENSOR_SNR_DB = 30.0  # mic_mismatch: white sensor noise, independent per mic
+NARROWBAND_RATE = 8000  # narrowband: Hz, the sample rate the talkers were recorded at
 TURN_OVERLAP_S = 0.2  # turn_taking: seconds both talkers speak, around the middle of the mixture
 MIN_TALKER_SPACING_M = 0.3  # close_talkers: two people stand at least this far apart
 METHODS = ("model", "srp_phat", "constant")
@@ -61,6 +62,7 @@ class Condition:
     min_elevation_deg: float | None = None  # every talker at least this far above or below the array
     max_separation_deg: float | None = None  # the two talkers closer than this in the label angle
     turns: bool = False  # the talkers take turns: the first speaks the first half, the second the rest
+    source_rate: int | None = None  # Hz: the talkers were recorded at this rate (no band above half of it)
 
     @property
     def n_sources(self) -> int:
@@ -112,6 +114,12 @@ CONDITIONS: dict[str, Condition] = {
             f"two talkers taking turns: the first speaks the first half, the second the rest "
             f"({TURN_OVERLAP_S:g} s of overlap)",
             turns=True,
+        ),
+        Condition(
+            "narrowband",
+            f"talkers recorded at {NARROWBAND_RATE} Hz (nothing above {NARROWBAND_RATE // 2} Hz), "
+            "as from a telephone or an old file",
+            source_rate=NARROWBAND_RATE,
         ),
     )
 }
