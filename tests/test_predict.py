@@ -214,12 +214,32 @@ def test_slot_confidence_is_the_mass_around_the_peak():
         ("meta", "speech.wav", "old_meta.pt", (), ["meta lacks", "sample_rate", "hop_s"]),
         ("wav model", "speech.wav", "speech.wav", (), ["speech.wav", "model"]),
         ("device", "speech.wav", "model.pt", ("--device", "tpu"), ["'tpu'", "auto, cpu or cuda"]),
+        (
+            "spacing",
+            "speech.wav",
+            "model.pt",
+            ("--mic-distance", "0.15"),
+            [
+                "0.15 m",
+                "trained for mics 0.1 m apart",
+                "simulate.mic_offsets=[[-0.075,0.0,0.0],[0.075,0.0,0.0]]",
+            ],
+        ),
+        ("spacing 0", "speech.wav", "model.pt", ("--mic-distance", "0"), ["--mic-distance 0", "> 0"]),
     ],
 )
 def test_cli_errors_are_one_line(workdir, name, recording, model, extra, words):
     res = invoke(str(workdir / recording), "--model", str(workdir / model), *extra)
     assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
     check_one_line_error(res.exit_code, res.stderr, res.stdout, words, name)
+
+
+def test_the_models_own_mic_distance_is_accepted(workdir):
+    plain = invoke(str(workdir / "speech.wav"), "--model", str(workdir / "model.pt"), "--json")
+    same = invoke(
+        str(workdir / "speech.wav"), "--model", str(workdir / "model.pt"), "--json", "--mic-distance", "0.102"
+    )
+    assert same.exit_code == 0 and same.stdout == plain.stdout
 
 
 def test_read_recording_resamples_and_keeps_channel_order(workdir):

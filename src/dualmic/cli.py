@@ -75,6 +75,11 @@ def predict(
         "--mirror/--no-mirror",
         help="also score the swapped channels (the mirrored scene) and average (evaluate.mirror)",
     ),
+    mic_distance: float | None = typer.Option(
+        None,
+        "--mic-distance",
+        help="metres between your two mics (or ears): checked against the model's, which must match",
+    ),
     turns: bool = typer.Option(
         True,
         "--turns/--no-turns",
@@ -90,10 +95,18 @@ def predict(
             raise DualmicError(f"--decode {decode!r}: expected peak or argmax")
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
-        from dualmic.predict import load_predict_model, model_features, predict_sources, read_recording
+        from dualmic.predict import (
+            check_mic_distance,
+            load_predict_model,
+            model_features,
+            predict_sources,
+            read_recording,
+        )
 
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
+        if mic_distance is not None:
+            check_mic_distance(meta, mic_distance)
         audio = read_recording(recording, model_features(meta).sample_rate)
         sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
         angles, confidence = [a for a, _ in sources], [c for _, c in sources]

@@ -121,6 +121,26 @@ def model_features(meta: dict) -> FeatureConfig:
     return cfg
 
 
+MIC_DISTANCE_TOLERANCE = 0.05  # relative: a recording's mic distance may differ this much from the model's
+
+
+def check_mic_distance(meta: dict, mic_distance_m: float) -> None:
+    """Refuse, in one line that says how to train a matching model, a recording whose mics are
+    another distance apart than the model's (its delays would map to other angles)."""
+    model_m = float(model_features(meta).mic_distance_m)
+    if not (mic_distance_m > 0 and np.isfinite(mic_distance_m)):
+        raise DualmicError(
+            f"--mic-distance {mic_distance_m:g}: give the distance between the mics in metres, > 0"
+        )
+    if abs(mic_distance_m - model_m) > MIC_DISTANCE_TOLERANCE * model_m:
+        half = round(mic_distance_m / 2, 4)
+        raise DualmicError(
+            f"--mic-distance {mic_distance_m:g} m: this model was trained for mics {model_m:g} m apart "
+            f"(within {MIC_DISTANCE_TOLERANCE:.0%}); train one for yours: dvc exp run -S "
+            f"'simulate.mic_offsets=[[-{half:g},0.0,0.0],[{half:g},0.0,0.0]]'"
+        )
+
+
 def recording_log_probs(
     audio: np.ndarray,
     model: SSLModel,
