@@ -32,9 +32,9 @@ from common import json_option, machine_info, params_option, utc_now, write_json
 from dualmic.core.errors import DualmicError, user_errors
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import load_params
-from dualmic.learn.inference import decode_angles, decode_known_count
+from dualmic.learn.decoding import decode_angles, decode_known_count
 from dualmic.learn.model_file import load_model
-from dualmic.predict import recording_log_probs
+from dualmic.predict import recording_windows
 from dualmic.scoring.baselines import srp_phat_angles
 from dualmic.sim.batches import fra_config, room_spec
 from dualmic.sim.fra import fra_rirs, image_draws
@@ -142,7 +142,7 @@ def generalisation(
             # every room has two talkers: the model is scored told the count (as SRP-PHAT is),
             # and a counting model's own count is scored apart
             coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
-            logp = np.stack([recording_log_probs(m, model, meta, "cpu") for m in mixes])
+            logp = np.stack([recording_windows(m, model, meta, "cpu")[0] for m in mixes])
             found = [a[np.isfinite(a)] for a in decode_angles(logp, coding)]  # as predict finds them
             pred = decode_known_count(logp, np.full(len(mixes), 2), coding)
             srp = srp_phat_angles(mixes, meta["mic_distance_m"], fs, p.features.n_fft)

@@ -23,13 +23,9 @@ from dualmic.core.errors import user_errors
 from dualmic.core.files import load_npy
 from dualmic.core.labels import LabelCoding, source_counts
 from dualmic.core.params import load_params
-from dualmic.learn.inference import (
-    decode_angles,
-    decode_known_count,
-    match_slots,
-    mirror_average,
-    pooled_log_probs,
-)
+from dualmic.learn.decoding import decode_angles, decode_known_count
+from dualmic.learn.inference import pooled_log_probs
+from dualmic.learn.mirror import match_slots, mirror_average
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring import metrics
 from dualmic.scoring.condition_mixtures import render_condition, talker_pool

@@ -35,7 +35,8 @@ from dualmic.core.params import load_params
 from dualmic.data.espeak import TalkerPool
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.pool import speech_clips
-from dualmic.learn.inference import decode_angles, decode_known_count, pooled_log_probs
+from dualmic.learn.decoding import decode_angles, decode_known_count
+from dualmic.learn.inference import pooled_log_probs
 from dualmic.learn.model_file import check_model, load_model
 from dualmic.scoring.condition_mixtures import render_condition, talker_pool
 from dualmic.scoring.conditions import CONDITIONS

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 
 from dualmic.core.labels import LabelCoding, angle_difference, azimuth360_deg, label_span_deg
 from dualmic.core.schema import LabelsParams
-from dualmic.learn.inference import slot_peak_deg
+from dualmic.learn.decoding import slot_peak_deg
 from dualmic.learn.objective import slot_targets
 from dualmic.scoring import metrics
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dualmic.core.labels import LabelCoding, slot_angles, source_counts
-from dualmic.learn.inference import decode_angles, decode_known_count, slot_peak_deg
+from dualmic.learn.decoding import decode_angles, decode_known_count, slot_peak_deg
 from dualmic.learn.objective import slot_loss, slot_targets
 from dualmic.scoring import metrics
 from dualmic.scoring.baselines import constant_angles

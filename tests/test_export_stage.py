@@ -19,7 +19,8 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.files import save_csv, save_npy
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import parse_params
-from dualmic.learn.inference import decode_angles, pooled_log_probs
+from dualmic.learn.decoding import decode_angles
+from dualmic.learn.inference import pooled_log_probs
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
 from dualmic.pipeline import export

@@ -9,14 +9,9 @@ import torch
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import LabelCoding, angle_to_class, class_centre_deg
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.inference import (
-    match_slots,
-    mirror_classes,
-    mirror_features,
-    pooled_log_probs,
-    slot_peak_deg,
-    symmetric_log_probs,
-)
+from dualmic.learn.decoding import slot_peak_deg
+from dualmic.learn.inference import pooled_log_probs, room_log_probs
+from dualmic.learn.mirror import match_slots, mirror_classes, mirror_features
 from dualmic.learn.model import ModelConfig, SSLModel
 
 LATERAL = LabelCoding(5.0, 36, counting=True, decode="peak")
@@ -78,8 +73,10 @@ def test_mirror_average_is_exactly_mirror_symmetric():
     plain = slot_peak_deg(pooled_log_probs(model, feats, 50), LATERAL)
     swapped_plain = slot_peak_deg(pooled_log_probs(model, feats, 50, mirror=True), LATERAL)
     assert not np.allclose(np.sort(180.0 - swapped_plain, -1), np.sort(plain, -1))  # one pass is not
-    sym = slot_peak_deg(symmetric_log_probs(model, feats, 50, LATERAL), LATERAL)
-    sym_swapped = slot_peak_deg(symmetric_log_probs(model, mirror_features(feats), 50, LATERAL), LATERAL)
+    sym = slot_peak_deg(room_log_probs(model, feats, 50, LATERAL, mirror=True)[0], LATERAL)
+    sym_swapped = slot_peak_deg(
+        room_log_probs(model, mirror_features(feats), 50, LATERAL, mirror=True)[0], LATERAL
+    )
     np.testing.assert_allclose(np.sort(180.0 - sym_swapped, -1), np.sort(sym, -1), atol=1e-4)
-    off = symmetric_log_probs(model, feats, 50, LATERAL, mirror=False)
+    off = room_log_probs(model, feats, 50, LATERAL, mirror=False)[0]
     np.testing.assert_array_equal(off, pooled_log_probs(model, feats, 50))

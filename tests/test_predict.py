@@ -23,10 +23,11 @@ from dualmic.core.labels import LabelCoding
 from dualmic.core.params import parse_params
 from dualmic.data.features import features_from_audio
 from dualmic.data.sources import synthetic_speech
-from dualmic.learn.inference import match_slots, mirror_classes, pooled_log_probs, window_starts
+from dualmic.learn.inference import pooled_log_probs, window_starts
+from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
-from dualmic.predict import model_features, predict_angles, read_recording, recording_log_probs
+from dualmic.predict import model_features, predict_angles, read_recording, recording_windows
 
 RATE = 16000
 
@@ -264,7 +265,7 @@ def test_resampled_recording_scores_the_same(workdir):
     sf.write(path48, up.T, 48000, subtype="FLOAT")
     back = read_recording(path48, RATE)
     assert back.shape == audio.shape
-    lp, lp48 = recording_log_probs(audio, model, meta), recording_log_probs(back, model, meta)
+    lp, lp48 = recording_windows(audio, model, meta)[0], recording_windows(back, model, meta)[0]
     np.testing.assert_allclose(lp48, lp, atol=0.02)  # measured: ~0.003 for this model
     # so every slot whose best class leads by more than 2 x 0.02 keeps it
     top2 = np.sort(lp, axis=-1)[:, -2:]
@@ -285,15 +286,15 @@ def test_long_recordings_are_pooled_windows(workdir):
     window = parse_params(tiny_raw_params()).window_frames
     assert len(window_starts(feats.shape[-1], window, hop_frames)) == 3
     direct = pooled_log_probs(model, feats, hop_frames)[0]
-    chunked = recording_log_probs(audio, model, meta, batch_size=2)
+    chunked = recording_windows(audio, model, meta, batch_size=2)[0]
     np.testing.assert_allclose(chunked, direct, atol=1e-4)
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
     swapped = pooled_log_probs(model, feats, hop_frames, mirror=True)
     both = 0.5 * (direct + match_slots(direct[None], mirror_classes(swapped, coding))[0])
-    mirrored = recording_log_probs(audio, model, meta, batch_size=2, mirror=True)
+    mirrored = recording_windows(audio, model, meta, batch_size=2, mirror=True)[0]
     np.testing.assert_allclose(mirrored, both, atol=1e-4)
     # the input is normalised to unit RMS, so its scale does not matter (up to rounding, which
     # moves the phase of near-empty STFT bins in the pauses)
-    np.testing.assert_allclose(recording_log_probs(7.0 * audio, model, meta), chunked, atol=5e-3)
+    np.testing.assert_allclose(recording_windows(7.0 * audio, model, meta)[0], chunked, atol=5e-3)
     # a recording shorter than one window is zero-padded, not refused
-    assert recording_log_probs(audio[:, : RATE // 2], model, meta).shape == direct.shape
+    assert recording_windows(audio[:, : RATE // 2], model, meta)[0].shape == direct.shape

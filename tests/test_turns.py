@@ -8,13 +8,9 @@ import pytest
 
 from dualmic.core.labels import LabelCoding, source_counts
 from dualmic.learn import inference
-from dualmic.learn.inference import (
-    TURN_MIN_SEPARATION_DEG,
-    add_turn_talkers,
-    decode_angles,
-    model_answers,
-    turn_evidence,
-)
+from dualmic.learn.decoding import decode_angles
+from dualmic.learn.inference import model_answers
+from dualmic.learn.turns import TURN_MIN_SEPARATION_DEG, add_turn_talkers, turn_evidence
 
 COUNT = LabelCoding(5.0, 36, counting=True, sigma_deg=4.0, decode="peak")
 NONE = 36  # the "no source" class

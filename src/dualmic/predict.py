@@ -8,7 +8,7 @@ A recording is read at any sample rate (resampled to the model's), scaled to uni
 training mixtures, turned into the model's STFT features and scored in model windows
 ``evaluate.hop_s`` apart whose log-probabilities are averaged; a recording shorter than one
 window is zero-padded. Talkers who take turns are found from the windows as well
-(``--turns``, :func:`dualmic.learn.inference.add_turn_talkers`). The same path as the evaluate
+(``--turns``, :func:`dualmic.learn.turns.add_turn_talkers`). The same path as the evaluate
 stage: :mod:`dualmic.learn.inference`.
 """
 
@@ -24,18 +24,12 @@ import torchaudio.functional as AF
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.inference import (
-    add_turn_talkers,
-    mirror_average,
-    pooled_log_probs,
-    pooled_probs,
-    slot_peak_deg,
-    slot_presence,
-    turn_evidence,
-    window_starts,
-)
+from dualmic.learn.decoding import pooled_probs, slot_peak_deg, slot_presence
+from dualmic.learn.inference import pooled_log_probs, window_starts
+from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model
+from dualmic.learn.turns import add_turn_talkers, turn_evidence
 
 MIN_DURATION_S = 0.5
 META_KEYS = (
@@ -141,25 +135,6 @@ def check_mic_distance(meta: dict, mic_distance_m: float) -> None:
         )
 
 
-def recording_log_probs(
-    audio: np.ndarray,
-    model: SSLModel,
-    meta: dict,
-    device: str | torch.device = "cpu",
-    batch_size: int = 32,
-    mirror: bool = False,
-) -> np.ndarray:
-    """Pooled log-probabilities of one recording (2, n) at the model's rate: (n_slots, n_outputs).
-
-    The audio is scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]``
-    apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
-    log-probabilities averaged; a recording shorter than one window is zero-padded. ``mirror``
-    (``evaluate.mirror``): averaged with the answer to the swapped channels, mapped back
-    (:func:`dualmic.learn.inference.symmetric_log_probs`).
-    """
-    return recording_windows(audio, model, meta, device, batch_size, mirror)[0]
-
-
 def recording_windows(
     audio: np.ndarray,
     model: SSLModel,
@@ -168,8 +143,16 @@ def recording_windows(
     batch_size: int = 32,
     mirror: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`recording_log_probs` and the log-probabilities of every window of the channels as
-    they are, before pooling: ((n_slots, n_outputs), (n_windows, n_slots, n_outputs))."""
+    """Pooled log-probabilities of one recording (2, n) at the model's rate, and those of
+    every window of the channels as they are: ((n_slots, n_outputs), (n_windows, n_slots,
+    n_outputs)).
+
+    The audio is scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]``
+    apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
+    log-probabilities averaged; a recording shorter than one window is zero-padded. ``mirror``
+    (``evaluate.mirror``): the pooled answer is averaged with the answer to the swapped
+    channels, mapped back (:func:`dualmic.learn.mirror.mirror_average`).
+    """
     cfg = model_features(meta)
     x = torch.as_tensor(np.asarray(audio), dtype=torch.float32)
     if x.ndim != 2 or x.shape[0] != 2:
@@ -181,9 +164,7 @@ def recording_windows(
     n_frames = features.shape[-1]
     starts = window_starts(n_frames, window, hop_frames)
 
-    def each_window(swap: bool) -> np.ndarray:
-        if n_frames <= window:  # one (zero-padded) window
-            return pooled_log_probs(model, features, hop_frames, batch_size, device, swap)
+    def each_window(swap: bool) -> np.ndarray:  # a window shorter than the model's is zero-padded
         return np.concatenate(
             [
                 pooled_log_probs(
@@ -245,9 +226,9 @@ def predict_sources(
     """(angle in degrees, confidence 0..1) of every source found, sorted by angle (see
     :func:`predict_angles` and :func:`slot_confidence`); an empty list when a counting model
     hears no talker. ``decode``: ``peak`` reads angles between the classes, ``argmax`` gives
-    class centres (as ``labels.decode``). ``mirror``: see :func:`recording_log_probs`.
+    class centres (as ``labels.decode``). ``mirror``: see :func:`recording_windows`.
     ``turns`` (``evaluate.turns``): also a talker heard in part of the recording only
-    (:func:`dualmic.learn.inference.add_turn_talkers`; its confidence is its share of the
+    (:func:`dualmic.learn.turns.add_turn_talkers`; its confidence is its share of the
     windows that hear a source)."""
     logp, windows = recording_windows(audio, model, meta, device, mirror=mirror)
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)

@@ -11,7 +11,8 @@ diffuse white / pink / brown / babble noise, sensor noise, imperfect microphones
 (silences in a talker's excerpt) and ``augment.band_limit`` (a talker recorded in a narrow band)
 edit the dry talkers first: :mod:`dualmic.data.talker_edits`.
 
-Speed comes from drawing only scalars per example and doing all signal work batched:
+Speed comes from drawing only scalars per example (:mod:`dualmic.data.online_draws`) and doing
+all signal work batched:
 
 * talkers and noise are excerpts of a :class:`Pool` held in memory (synthetic talkers from
   ``online.seed``, the recorded-voice bank ``data/speech``, and white / pink / brown noise), so
@@ -29,26 +30,15 @@ processes or restarts, and the same params give bit-identical batches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import slot_angles
-from dualmic.data.augment import draw_condition
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.data.pool import NOISE_COLORS, Pool
-from dualmic.data.talker_edits import (
-    BandLimit,
-    Gap,
-    Overlap,
-    apply_edits,
-    band_gains,
-    draw_band_limits,
-    draw_gaps,
-    draw_overlaps,
-)
+from dualmic.data.online_draws import Draw, draw_example
+from dualmic.data.pool import Pool
+from dualmic.data.talker_edits import apply_edits, band_gains
 
 _EPS = 1e-8
 _MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024, is gone by then)
@@ -56,24 +46,6 @@ _MIC_PAD = 1024  # zero padding of the mic filters (the all-pass tail, |c|^1024,
 
 def _next_pow2(n: int) -> int:
     return 1 << max(1, (int(n) - 1).bit_length())
-
-
-@dataclass
-class Draw:
-    """Everything random about one online example (scalars only)."""
-
-    talkers: tuple[int, ...]  # active sources
-    gains_db: tuple[float, ...]
-    clips: tuple[int, ...]  # pool talker per source
-    offsets: tuple[int, ...]
-    point_noise: tuple[int, int, float] | None  # (colour, offset, SNR dB) at the silent source
-    diffuse: tuple[str, tuple[int, ...], tuple[int, ...], float] | None  # kind, clips/colour, offsets, SNR
-    sensor: tuple[int, int, float] | None  # white-noise offsets for mic 0 and 1, SNR dB
-    mic: tuple[tuple[float, float], tuple[float, float], tuple[float, float]] | None  # gain, tilt, allpass
-    noise_source: tuple[int, int, int, float] | None = None  # (position, colour, offset, SNR dB)
-    overlaps: tuple[Overlap, ...] = ()  # second voices spoken from a talker's position
-    gaps: tuple[Gap, ...] = ()  # silences cut into a talker's excerpt
-    band_limits: tuple[BandLimit, ...] = ()  # talkers low-passed, as recorded in a narrow band
 
 
 class OnlineMixer:
@@ -115,53 +87,10 @@ class OnlineMixer:
 
     # ---------------------------------------------------------------- draws (numpy, per example)
     def draw(self, room: int) -> Draw:
-        o, aug = self.p.online, self.p.augment
-        rng = np.random.default_rng([o.seed, self.epoch, room])
-        n_src = self.rirs.shape[1]
-        cond = draw_condition(rng, aug, n_src, self.p.features.sir_db, self.p.features.active_sources)
-        k_pool = len(self.pool.talkers)
-        clips = tuple(int(c) for c in rng.choice(k_pool, size=n_src, replace=k_pool < n_src))
-        offsets = tuple(self.pool.active_offset(rng, c, self.dry_len) for c in clips)
-        point = None
-        if cond.point_noise_snr_db is not None:
-            point = (int(rng.integers(3)), self._offset(rng, self.pool.noise_samples, self.dry_len),
-                     cond.point_noise_snr_db)  # fmt: skip
-        diffuse = None
-        if cond.diffuse_kind == "babble":
-            group = tuple(int(c) for c in rng.choice(k_pool, size=2 * aug.babble_talkers))
-            offs = tuple(self._offset(rng, self.pool.clip_samples, self.n) for _ in group)
-            diffuse = ("babble", group, offs, cond.diffuse_snr_db)
-        elif cond.diffuse_kind is not None:
-            color = NOISE_COLORS.index(cond.diffuse_kind)
-            offs = tuple(self._offset(rng, self.pool.noise_samples, self.n) for _ in range(2))
-            diffuse = ("noise", (color,), offs, cond.diffuse_snr_db)
-        sensor = None
-        if cond.sensor_snr_db is not None:
-            a, b = (self._offset(rng, self.pool.noise_samples, self.n) for _ in range(2))
-            sensor = (a, b, cond.sensor_snr_db)
-        noise_source = None
-        if aug.noise_source > 0 and rng.random() < aug.noise_source:
-            noise_source = (
-                int(rng.integers(self.noise_rirs.shape[1])),
-                int(rng.integers(3)),
-                self._offset(rng, self.pool.noise_samples, self.dry_len),
-                float(rng.uniform(*aug.point_noise_snr_db)),
-            )
-        overlaps = draw_overlaps(rng, cond.talkers, aug.talker_overlap, self.pool, self.dry_len,
-                                 self.p.features.sir_db)  # fmt: skip
-        gaps = draw_gaps(rng, cond.talkers, aug.talker_gaps, self.p.simulate.sample_rate)
-        limits = draw_band_limits(rng, cond.talkers, aug.band_limit, aug.band_limit_hz)
-        mic = None
-        if any(cond.mic_gain_db) or any(cond.mic_tilt) or any(cond.mic_allpass):
-            mic = (cond.mic_gain_db, cond.mic_tilt, cond.mic_allpass)
-        return Draw(
-            cond.talkers, cond.gains_db, clips, offsets, point, diffuse, sensor, mic, noise_source,
-            overlaps, gaps, limits,
-        )  # fmt: skip
-
-    @staticmethod
-    def _offset(rng: np.random.Generator, total: int, length: int) -> int:
-        return int(rng.integers(0, total - length + 1))
+        """Everything random about room ``room``'s example in the current epoch."""
+        rng = np.random.default_rng([self.p.online.seed, self.epoch, room])
+        n_positions = 0 if self.noise_rirs is None else self.noise_rirs.shape[1]
+        return draw_example(rng, self.p, self.pool, self.rirs.shape[1], n_positions, self.dry_len, self.n)
 
     # ---------------------------------------------------------------- batched signal work (torch)
     def mixtures(self, rooms: np.ndarray) -> tuple[torch.Tensor, list[Draw]]:

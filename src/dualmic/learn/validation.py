@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from dualmic.core.labels import source_counts
-from dualmic.learn.inference import decode_angles, decode_known_count, pooled_log_probs
+from dualmic.learn.decoding import decode_angles, decode_known_count
+from dualmic.learn.inference import pooled_log_probs
 from dualmic.learn.objective import slot_targets
 
 
