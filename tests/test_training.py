@@ -143,6 +143,37 @@ def test_killed_training_resumes_to_the_same_result(train_dir, tmp_path, ema_dec
     assert (cut / "models/model.pt").read_bytes() == (full / "models/model.pt").read_bytes()
 
 
+def test_precision_resolves_per_device(monkeypatch):
+    from dualmic.core import device as dev
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert dev.autocast_dtype(cpu, "fp32") is None and dev.autocast_dtype(cuda, "fp32") is None
+    assert dev.autocast_dtype(cpu, "bf16") is torch.bfloat16
+    assert dev.autocast_dtype(cuda, "auto") is torch.bfloat16
+    for has_units, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(dev, "cpu_has_bf16_matrix_units", lambda has=has_units: has)
+        assert dev.autocast_dtype(cpu, "auto") is expected
+    with pytest.raises(dev.DualmicError, match="fp16"):
+        dev.autocast_dtype(cpu, "fp16")
+
+
+def test_bf16_training_on_cpu_is_deterministic_and_differs_from_fp32(train_dir, tmp_path):
+    """train.precision bf16 runs the forward pass under CPU autocast: the same params give the
+    same model file twice, and not the fp32 one (the autocast is really applied)."""
+    files = {}
+    for name, precision in (("a", "bf16"), ("b", "bf16"), ("c", "fp32")):
+        root = tmp_path / name
+        shutil.copytree(train_dir, root)
+        raw = yaml.safe_load((root / "params.yaml").read_text())
+        raw["train"]["precision"] = precision
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        metrics = _train(root)
+        assert np.isfinite(metrics["val"]["mae_deg"])
+        files[name] = (root / "models/model.pt").read_bytes()
+    assert files["a"] == files["b"]
+    assert files["a"] != files["c"]
+
+
 @pytest.mark.slow
 def test_distributed_training_on_cpu_with_gloo(train_dir, tmp_path):
     root = tmp_path / "ddp"
@@ -191,6 +222,7 @@ def test_checkpoint_fingerprint_covers_the_data_params(tmp_path, monkeypatch):
         train.run(path, feats, tmp_path / "m", None)
     assert {"augment", "online", "sources", "speech", "features", "simulate", "train"} <= set(seen[0])
     assert "conditions" not in seen[0] and "export" not in seen[0]
+    assert seen[0]["precision"] in ("fp32", "torch.bfloat16")  # train.precision as resolved here
     assert checkpoint.run_fingerprint(seen[0]) == checkpoint.run_fingerprint(dict(seen[0]))
 
 

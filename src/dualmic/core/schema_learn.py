@@ -59,5 +59,6 @@ class TrainParams(Section):
     val_fraction: Annotated[float, Strict(), Field(gt=0, lt=1)]
     seed: Seed
     device: Literal["auto", "cpu", "cuda"]
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
     mixing: Literal["cached", "online"] = "cached"
     ema_decay: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0

@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from dualmic.core.device import autocast_dtype
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import TrainParams
@@ -104,7 +105,12 @@ class Trainer:
         self.ema = None
         if tp.ema_decay > 0:
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tp.ema_decay), use_buffers=True)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=ctx.device.type == "cuda")
+        # train.precision: the forward pass in bfloat16 where the hardware has it (CUDA, CPUs
+        # with AMX); weights, optimiser and loss stay fp32
+        self.precision = autocast_dtype(ctx.device, tp.precision)
+        self.autocast = torch.autocast(
+            ctx.device.type, dtype=torch.bfloat16, enabled=self.precision is not None
+        )
         self.start_epoch = 0
         # a counting model is selected on the validation loss, which also scores its counts
         self.select_on = "val_loss" if data.coding.counting else "val_mae_deg"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from dualmic.core.device import resolve_device
+from dualmic.core.device import autocast_dtype, resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy
 from dualmic.core.labels import LabelCoding
@@ -46,7 +46,9 @@ def run(
     # the export and the decoding), so a checkpoint never resumes a run on other data
     # (labels.decode only reads the outputs of a trained model)
     exclude = {"conditions": True, "export": True, "labels": {"decode"}}
-    fp = run_fingerprint({"model": cfg.to_dict(), **p.model_dump(exclude=exclude)})
+    # train.precision auto resolves per machine: the resolved one is what a checkpoint was made in
+    precision = str(autocast_dtype(ctx.device, p.train.precision) or "fp32")
+    fp = run_fingerprint({"model": cfg.to_dict(), "precision": precision, **p.model_dump(exclude=exclude)})
     mixer = _online_mixer(p, rirs_dir, speech_dir, len(features)) if p.train.mixing == "online" else None
     data = TrainData(features, labels, angles, p.hop_frames, LabelCoding.from_params(p), mixer)
     live = _live(live_dir) if ctx.is_main and live_dir is not None else None
