@@ -174,6 +174,24 @@ def test_bf16_training_on_cpu_is_deterministic_and_differs_from_fp32(train_dir, 
     assert files["a"] != files["c"]
 
 
+def test_a_diverged_run_stops_with_one_line_and_no_model(train_dir, tmp_path, monkeypatch):
+    """A NaN loss (a diverged run, or a broken low-precision kernel) ends the stage with a
+    DualmicError naming the epoch and step; no model file is written."""
+    from dualmic.core.errors import DualmicError
+    from dualmic.learn import trainer
+    from dualmic.pipeline import train
+
+    root = tmp_path / "nan"
+    shutil.copytree(train_dir, root)
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    raw["train"]["mixing"] = "cached"
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setattr(trainer, "slot_loss", lambda logits, targets: logits.sum() * float("nan"))
+    with pytest.raises(DualmicError, match=r"training loss is nan at epoch 1, step 1 .*diverged"):
+        train.run(root / "params.yaml", root / "data/features/train", root / "models", None)
+    assert not (root / "models/model.pt").exists()
+
+
 @pytest.mark.slow
 def test_distributed_training_on_cpu_with_gloo(train_dir, tmp_path):
     root = tmp_path / "ddp"

@@ -50,6 +50,15 @@ def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int)
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding), nn.BatchNorm2d(c_out), nn.GELU())
 
 
+def covered(x: torch.Tensor, kernel: int = 4, stride: int = 4) -> torch.Tensor:
+    """``x`` (..., H, W) cut to the rows and columns an unpadded ``kernel`` / ``stride``
+    convolution reads: the same result, but bfloat16 convolutions under CPU autocast (oneDNN,
+    torch 2.11) return garbage or NaN when the input has unread columns left over, e.g. width 6
+    for kernel 4 / stride 4."""
+    h, w = x.shape[-2:]
+    return x[..., : h - (h - kernel) % stride, : w - (w - kernel) % stride]
+
+
 def patch_grid(n_freq: int, n_frames: int) -> tuple[int, int]:
     """Token grid after three kernel-4 / stride-4 convolutions."""
     f, t = n_freq, n_frames
@@ -110,7 +119,9 @@ class SSLModel(nn.Module):
         """(B, C, F, T) features → (B, n_slots, n_outputs) logits."""
         if self.cfg.level_norm and x.shape[1] > 2:
             x = torch.cat([x[:, :2], x[:, 2:] - self.log_level(x[:, 2:])], dim=1)
-        z = self.patch_embed(self.inter_conv(x))  # (B, dim, F', T')
+        z = self.inter_conv(x)
+        for stage in self.patch_embed:  # kernel 4 / stride 4 each
+            z = stage(covered(z))  # (B, dim, F', T') after the last
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
         out = self.norm(self.backbone(tokens))

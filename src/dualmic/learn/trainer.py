@@ -149,13 +149,20 @@ class Trainer:
                 targets = slot_targets(y, self.data.coding)
                 with self.autocast:
                     loss = slot_loss(self.net(x), targets)
+                value = loss.item()
+                if not np.isfinite(value):  # never go on to save the weights of a diverged run
+                    raise DualmicError(
+                        f"training loss is {value} at epoch {epoch + 1}, step {seen // len(x) + 1} "
+                        f"(train.precision {self.tp.precision}, lr {self.tp.lr}): the run diverged; "
+                        "lower train.lr or set train.precision: fp32"
+                    )
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
                 self.opt.step()
                 self.sched.step()
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
-                total += loss.item() * len(x)
+                total += value * len(x)
                 seen += len(x)
                 rate = seen * self.ctx.world_size / (time.perf_counter() - t0)  # console only
                 bar(len(x), info=f"loss {total / seen:.3f}  {rate:.0f} samples/s")
