@@ -74,6 +74,8 @@ def workdir(tmp_path_factory) -> Path:
     wav("three.wav", np.concatenate([two_talkers(5, 1.0, RATE), two_talkers(6, 1.0, RATE)[:1]]), RATE)
     wav("short.wav", two_talkers(7, 0.3, RATE), RATE)
     (d / "x.wav").write_text("this is not audio\n")
+    (d / "empty").mkdir()
+    (d / "empty" / "notes.txt").write_text("no audio here\n")
     torch.save({"format": "dualmic-ssl-model/1", "evil": Smuggled()}, d / "evil.pt")
     save_model(d / "old_meta.pt", SSLModel(model_config(p)), {"label": "lateral"})
     return d
@@ -208,7 +210,7 @@ def test_slot_confidence_is_the_mass_around_the_peak():
         ("short", "short.wav", "model.pt", (), ["short.wav", "0.300 s", "0.5 s"]),
         ("text", "x.wav", "model.pt", (), ["x.wav", "cannot read"]),
         ("missing", "nope.wav", "model.pt", (), ["nope.wav", "not found"]),
-        ("directory", ".", "model.pt", (), ["not a file"]),
+        ("no audio in folder", "empty", "model.pt", (), ["empty", "holds no .wav, .flac, .ogg file"]),
         ("no model", "speech.wav", "no.pt", (), ["no.pt", "not found"]),
         ("pickle", "speech.wav", "evil.pt", (), ["refusing", "evil.pt"]),
         ("text model", "speech.wav", "x.wav", (), ["x.wav", "not a readable model file"]),
@@ -233,6 +235,43 @@ def test_cli_errors_are_one_line(workdir, name, recording, model, extra, words):
     res = invoke(str(workdir / recording), "--model", str(workdir / model), *extra)
     assert not isinstance(res.exception, Exception) or isinstance(res.exception, SystemExit), res.exception
     check_one_line_error(res.exit_code, res.stderr, res.stdout, words, name)
+
+
+def test_several_recordings_and_folders_answer_one_line_each(workdir, tmp_path):
+    """Files and folders in one call: a line per recording, in order (a folder's audio files
+    sorted by name, other files skipped), each naming its file and saying what a call for that
+    file alone says."""
+    model = str(workdir / "model.pt")
+    folder = tmp_path / "takes"
+    folder.mkdir()
+    for name in ("b.WAV", "a.flac"):
+        sf.write(folder / name, two_talkers(len(name), 1.5, RATE).T, RATE)
+    (folder / "readme.txt").write_text("not a recording\n")
+    (folder / "sub").mkdir()
+    alone = {
+        p: json.loads(invoke(str(p), "--model", model, "--json").stdout)
+        for p in (workdir / "speech.wav", workdir / "long.wav", folder / "a.flac", folder / "b.WAV")
+    }
+    paths = (workdir / "speech.wav", folder, workdir / "long.wav")
+    res = invoke(*map(str, paths), "--model", model, "--json")
+    assert res.exit_code == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    order = [workdir / "speech.wav", folder / "a.flac", folder / "b.WAV", workdir / "long.wav"]
+    assert [line["file"] for line in lines] == [str(p) for p in order]
+    for line, path in zip(lines, order, strict=True):
+        assert list(line)[0] == "file" and {k: v for k, v in line.items() if k != "file"} == alone[path]
+    text = invoke(str(folder), "--model", model).stdout.strip().splitlines()
+    assert [t.split(": ", 1)[0] for t in text] == [str(folder / "a.flac"), str(folder / "b.WAV")]
+    assert all(t.split(": ", 1)[1].startswith(("no source", "1 source", "2 sources")) for t in text)
+
+
+def test_a_bad_recording_among_several_stops_before_any_answer(workdir):
+    """Every recording is checked first: one bad file gives one error line naming it and no
+    answer for the good ones (nothing half-answered)."""
+    model = str(workdir / "model.pt")
+    for bad, words in (("mono.wav", ["mono.wav", "1 channel"]), ("nope.wav", ["nope.wav", "not found"])):
+        res = invoke(str(workdir / "speech.wav"), str(workdir / bad), "--model", model, "--json")
+        check_one_line_error(res.exit_code, res.stderr, res.stdout, words, bad)
 
 
 def test_the_models_own_mic_distance_is_accepted(workdir):

@@ -37,8 +37,10 @@ _LABEL_HELP = {
 }
 
 _PREDICT_HELP = (
-    "Count the talkers of a two-channel recording (0, 1 or 2 with a counting model) and print "
-    "their angles in degrees.\n\n"
+    "Count the talkers of two-channel recordings (0, 1 or 2 with a counting model) and print "
+    "their angles in degrees, one line per recording (several files or folders of them: the "
+    "model is loaded once, every file is checked before any is answered for, and each line "
+    "starts with its file).\n\n"
     "Channel order matters: channel 0 is mic 0 at -x, channel 1 is mic 1 at +x (x runs from "
     "mic 0 to mic 1). A lateral angle is the angle to the mic axis: 0 deg on the mic-1 side, "
     "90 deg broadside, 180 deg on the mic-0 side; front/back and elevation are not observable "
@@ -54,16 +56,19 @@ _PREDICT_HELP = (
 
 @app.command(help=_PREDICT_HELP)
 def predict(
-    recording: Path = typer.Argument(
-        ..., help="two-channel wav/flac: channel 0 = mic 0 (at -x), channel 1 = mic 1 (at +x)"
+    recordings: list[Path] = typer.Argument(
+        ...,
+        help="two-channel wav/flac/ogg files (channel 0 = mic 0 at -x, channel 1 = mic 1 at +x), "
+        "or folders of them",
+        show_default=False,
     ),
     model: Path = typer.Option(Path("models/model.pt"), "--model", help="model written by the train stage"),
     as_json: bool = typer.Option(
         False,
         "--json",
         help=(
-            'print one JSON line: {"n_sources": k, "angles_deg": \\[..k], "confidence": \\[..k], '
-            '"label": "lateral"}'
+            'print one JSON line per recording: {"n_sources": k, "angles_deg": \\[..k], '
+            '"confidence": \\[..k], "label": "lateral"}, with "file" first when there are several'
         ),
     ),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda"),
@@ -97,32 +102,42 @@ def predict(
         from dualmic.core.device import resolve_device
         from dualmic.predict import (
             check_mic_distance,
+            check_recording,
             load_predict_model,
             model_features,
             predict_sources,
             read_recording,
+            recording_paths,
         )
 
+        paths = recording_paths(recordings)
+        for path in paths:  # every recording is checked before any is answered for
+            check_recording(path)
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         if mic_distance is not None:
             check_mic_distance(meta, mic_distance)
-        audio = read_recording(recording, model_features(meta).sample_rate)
-        sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
-        angles, confidence = [a for a, _ in sources], [c for _, c in sources]
         label = str(meta["label"])
-        if as_json:
-            typer.echo(
-                json.dumps(
-                    {"n_sources": len(angles), "angles_deg": angles, "confidence": confidence, "label": label}
-                )
-            )
-        elif not sources:
-            typer.echo("no source")
-        else:
-            count = "1 source" if len(sources) == 1 else f"{len(sources)} sources"
-            shown = ", ".join(f"{a:g} deg (confidence {c:.2f})" for a, c in sources)
-            typer.echo(f"{count}: {shown} ({_LABEL_HELP.get(label, label)})")
+        several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
+        for path in paths:
+            audio = read_recording(path, model_features(meta).sample_rate)
+            sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
+            typer.echo(_answer(path if several else None, sources, label, as_json))
+
+
+def _answer(path: Path | None, sources: list[tuple[float, float]], label: str, as_json: bool) -> str:
+    """One line of ``dualmic predict`` output; ``path`` names the recording when there are several."""
+    angles, confidence = [a for a, _ in sources], [c for _, c in sources]
+    if as_json:
+        answer = {"n_sources": len(angles), "angles_deg": angles, "confidence": confidence, "label": label}
+        return json.dumps(answer if path is None else {"file": str(path), **answer})
+    if not sources:
+        text = "no source"
+    else:
+        count = "1 source" if len(sources) == 1 else f"{len(sources)} sources"
+        shown = ", ".join(f"{a:g} deg (confidence {c:.2f})" for a, c in sources)
+        text = f"{count}: {shown} ({_LABEL_HELP.get(label, label)})"
+    return text if path is None else f"{path}: {text}"
 
 
 @app.command("sofa-info")

@@ -46,13 +46,33 @@ META_KEYS = (
 _EPS = 1e-8
 
 
-def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def recording_paths(paths: list[str | Path]) -> list[Path]:
+    """The recordings named on the command line: files as given, a folder as its audio files
+    (``AUDIO_SUFFIXES``, any case, sorted by name, not recursive).
 
     Raises:
-        DualmicError: (one line naming the file) if it is missing or not decodable audio, has
-            other than two channels, lasts less than 0.5 s, holds NaN/inf or is all zeros.
+        DualmicError: (one line naming the path) if a path does not exist or a folder holds no
+            audio file.
     """
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DualmicError(f"recording {path} not found")
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise DualmicError(f"folder {path} holds no {', '.join(AUDIO_SUFFIXES)} file")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _load_recording(path: str | Path) -> tuple[np.ndarray, int]:
+    """A recording's samples (n, 2) float32 and rate, checked as :func:`read_recording` says."""
     p = Path(path)
     if not p.exists():
         raise DualmicError(f"recording {p} not found")
@@ -79,9 +99,26 @@ def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
         raise DualmicError(f"recording {p} holds NaN or inf samples")
     if not np.any(data):
         raise DualmicError(f"recording {p} is silent (all samples are zero); nothing to localise")
+    return data, int(rate)
+
+
+def check_recording(path: str | Path) -> None:
+    """Raise the DualmicError :func:`read_recording` would, without resampling or keeping the
+    samples: ``dualmic predict`` checks every recording before it answers for any."""
+    _load_recording(path)
+
+
+def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
+
+    Raises:
+        DualmicError: (one line naming the file) if it is missing or not decodable audio, has
+            other than two channels, lasts less than 0.5 s, holds NaN/inf or is all zeros.
+    """
+    data, rate = _load_recording(path)
     audio = torch.from_numpy(np.ascontiguousarray(data.T))
-    if int(rate) != int(sample_rate):
-        audio = AF.resample(audio, int(rate), int(sample_rate))
+    if rate != int(sample_rate):
+        audio = AF.resample(audio, rate, int(sample_rate))
     return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
 
 
