@@ -61,6 +61,7 @@ def predict(
         help="two-channel wav/flac/ogg files (channel 0 = mic 0 at -x, channel 1 = mic 1 at +x), "
         "or folders of them",
         show_default=False,
+        metavar="RECORDING",
     ),
     model: Path = typer.Option(Path("models/model.pt"), "--model", help="model written by the train stage"),
     as_json: bool = typer.Option(
