@@ -112,16 +112,17 @@ def predict(
         )
 
         paths = recording_paths(recordings)
-        for path in paths:  # every recording is checked before any is answered for
-            check_recording(path)
+        if len(paths) > 1:  # every recording is checked before any is answered for (one is as read)
+            for path in paths:
+                check_recording(path)
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         if mic_distance is not None:
             check_mic_distance(meta, mic_distance)
-        label = str(meta["label"])
+        label, rate = str(meta["label"]), model_features(meta).sample_rate
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
         for path in paths:
-            audio = read_recording(path, model_features(meta).sample_rate)
+            audio = read_recording(path, rate)
             sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
             typer.echo(_answer(path if several else None, sources, label, as_json))
 
