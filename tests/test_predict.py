@@ -27,7 +27,14 @@ from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
-from dualmic.predict import model_features, predict_angles, read_recording, recording_windows
+from dualmic.predict import (
+    channel_delay_s,
+    delay_warning,
+    model_features,
+    predict_angles,
+    read_recording,
+    recording_windows,
+)
 
 RATE = 16000
 
@@ -272,6 +279,36 @@ def test_a_bad_recording_among_several_stops_before_any_answer(workdir):
     for bad, words in (("mono.wav", ["mono.wav", "1 channel"]), ("nope.wav", ["nope.wav", "not found"])):
         res = invoke(str(workdir / "speech.wav"), str(workdir / bad), "--model", model, "--json")
         check_one_line_error(res.exit_code, res.stderr, res.stdout, words, bad)
+
+
+def test_the_channel_delay_is_read_to_an_eighth_of_a_sample():
+    rng = np.random.default_rng(3)
+    talker = synthetic_speech(rng, 2 * RATE, RATE)
+    for delay in (-7.3, -1.0, 0.0, 2.6, 12.45):  # channel 0 delayed by `delay` samples
+        found = channel_delay_s(delayed_pair(talker, delay), RATE) * RATE
+        assert abs(found + delay) <= 1 / 16 + 1e-9, (delay, found)
+
+
+def test_a_delay_longer_than_the_models_mics_allow_is_a_warning(workdir, tmp_path):
+    """Mics 0.1 m apart delay a sound by 0.29 ms at most: a 1.25 ms delay (a pair 0.43 m apart, or
+    channels out of sync) is answered with one warning line on stderr, and the same answer."""
+    meta = torch.load(workdir / "model.pt", weights_only=True)["meta"]
+    rng = np.random.default_rng(4)
+    far = 0.1 * delayed_pair(synthetic_speech(rng, 2 * RATE, RATE), 20.0)
+    assert delay_warning(far, meta) is not None and "1.25 ms" in delay_warning(far, meta)
+    assert delay_warning(two_talkers(1, 2.0, RATE), meta) is None
+    sf.write(tmp_path / "far.wav", far.T, RATE, subtype="FLOAT")
+    model = str(workdir / "model.pt")
+    warned, quiet = (
+        invoke(str(tmp_path / "far.wav"), "--model", model, "--json"),
+        invoke(str(workdir / "speech.wav"), "--model", model, "--json"),
+    )
+    assert warned.exit_code == 0 and quiet.exit_code == 0, (warned.output, quiet.output)
+    lines = warned.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"warning: {tmp_path / 'far.wav'}: the channels are 1.25 ms"), lines
+    assert quiet.stderr == ""
+    check_json(warned.stdout)
 
 
 def test_the_models_own_mic_distance_is_accepted(workdir):

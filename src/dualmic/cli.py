@@ -104,6 +104,7 @@ def predict(
         from dualmic.predict import (
             check_mic_distance,
             check_recording,
+            delay_warning,
             load_predict_model,
             model_features,
             predict_sources,
@@ -123,6 +124,9 @@ def predict(
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
         for path in paths:
             audio = read_recording(path, rate)
+            warning = delay_warning(audio, meta)
+            if warning:
+                typer.echo(f"warning: {path}: {warning}", err=True)
             sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
             typer.echo(_answer(path if several else None, sources, label, as_json))
 

@@ -172,6 +172,43 @@ def check_mic_distance(meta: dict, mic_distance_m: float) -> None:
         )
 
 
+# x mic distance / c: a head delays low frequencies by up to 3 a / c, 1.5 x its ear distance / c
+DELAY_MARGIN = 1.5
+
+
+def channel_delay_s(
+    audio: np.ndarray, sample_rate: int, max_lag_s: float = 0.002, upsample: int = 8
+) -> float:
+    """Delay of channel 1 behind channel 0 (seconds) at the peak of the recording's GCC-PHAT
+    (whole recording, ``upsample`` x finer than a sample, lags up to ``max_lag_s``): the
+    inter-mic delay of its dominant sound."""
+    x = np.asarray(audio, dtype=np.float64)
+    n = 2 * x.shape[-1]
+    cross = np.fft.rfft(x[1], n) * np.conj(np.fft.rfft(x[0], n))
+    cc = np.fft.irfft(cross / (np.abs(cross) + 1e-12), n * upsample)
+    m = int(round(max_lag_s * sample_rate * upsample))
+    window = np.concatenate([cc[-m:], cc[: m + 1]])
+    return float(np.argmax(window) - m) / (sample_rate * upsample)
+
+
+def delay_warning(audio: np.ndarray, meta: dict) -> str | None:
+    """A one-line warning when a recording's inter-mic delay (:func:`channel_delay_s`) is longer
+    than the model's array allows (``DELAY_MARGIN`` x mic distance / speed of sound, plus one
+    sample): the mics are further apart than the model's, or on a head, or the channels are not
+    in sync, and the model's angles would be wrong. ``None`` when the delay fits."""
+    cfg = model_features(meta)
+    most = DELAY_MARGIN * cfg.mic_distance_m / cfg.speed_of_sound + 1.0 / cfg.sample_rate
+    delay = channel_delay_s(audio, cfg.sample_rate)
+    if abs(delay) <= most:
+        return None
+    return (
+        f"the channels are {abs(delay) * 1e3:.2f} ms apart, more than this model's mics "
+        f"{cfg.mic_distance_m:g} m apart allow ({most * 1e3:.2f} ms): mics further apart, ears on a head "
+        "or channels out of sync? The angles are likely wrong; train a model for that array "
+        "(README: Two ears)"
+    )
+
+
 def recording_windows(
     audio: np.ndarray,
     model: SSLModel,
