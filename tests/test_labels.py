@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dualmic.core.labels import angle_to_class, azimuth_deg, class_centre_deg, lateral_deg
+from dualmic.core.labels import angle_to_class, azimuth_deg, class_centre_deg, lateral_deg, merge_close_slots
 
 CASES = [
     # (direction in the array frame, lateral deg, azimuth deg)
@@ -96,3 +96,22 @@ def test_class_centres():
 def test_class_centre_maps_back_to_its_class():
     classes = np.arange(36)
     np.testing.assert_array_equal(angle_to_class(class_centre_deg(classes, 5.0), 5.0, 36), classes)
+
+
+# ---------------------------------------------------------------- talkers at one angle
+
+
+def test_talkers_closer_than_the_separation_become_one_source_at_their_mean():
+    slots = np.array([[10.0, 12.0], [10.0, 20.0], [5.0, np.nan], [np.nan, np.nan], [90.0, 92.99]])
+    out = merge_close_slots(slots, 3.0)
+    expected = [[11.0, np.nan], [10.0, 20.0], [5.0, np.nan], [np.nan, np.nan], [91.495, np.nan]]
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_array_equal(merge_close_slots(slots, 0.0), slots)  # 0: labels as they are
+    assert np.isnan(slots[0, 1]) is np.False_  # the input is not changed
+
+
+def test_on_a_circle_the_talkers_either_side_of_zero_are_neighbours():
+    out = merge_close_slots(np.array([[1.0, 359.0], [1.0, 350.0]]), 3.0, 360.0)
+    np.testing.assert_allclose(out, [[0.0, np.nan], [1.0, 350.0]])
+    three = merge_close_slots(np.array([[0.5, 100.0, 359.0], [100.0, 358.0, 359.5]]), 3.0, 360.0)
+    np.testing.assert_allclose(three, [[100.0, 359.75, np.nan], [100.0, 358.75, np.nan]])

@@ -100,6 +100,18 @@ def test_rooms_without_talkers_hold_noise_and_no_source():
     assert np.isnan(mixer.labels(np.arange(6), draws).numpy()).all()
 
 
+def test_two_talkers_at_nearly_one_angle_are_labelled_one_source():
+    raw = _params((0.0, 0.0, 1.0)).model_dump()
+    raw["labels"].update(counting=True, min_separation_deg=3.0)
+    p = parse_params(raw)
+    angles = np.array([[30.0, 32.0], [30.0, 120.0], [60.0, 62.9], [60.0, 63.0]])
+    mixer = _mixer(p, n_rooms=4, angles=angles)
+    _, draws = mixer.mixtures(np.arange(4))
+    assert all(len(d.talkers) == 2 for d in draws)
+    expected = [[31.0, np.nan], [30.0, 120.0], [61.45, np.nan], [60.0, 63.0]]
+    np.testing.assert_allclose(mixer.labels(np.arange(4), draws).numpy(), expected)
+
+
 def test_a_point_noise_sits_at_the_silent_talkers_position():
     p = _params((0.0, 1.0, 0.0), point_noise=1.0, point_noise_snr_db=[-40.0, -40.0])
     mixture, draws = _mixer(p, n_rooms=8).mixtures(np.arange(8))

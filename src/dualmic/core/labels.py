@@ -91,6 +91,38 @@ def slot_angles(angles_deg: np.ndarray, active: np.ndarray, counting: bool) -> n
     return out
 
 
+def merge_close_slots(
+    slots_deg: np.ndarray, min_separation_deg: float, period: float | None = None
+) -> np.ndarray:
+    """Slot labels (n, S), sorted with NaN last, where talkers closer than ``min_separation_deg``
+    in the label angle become one source at their mean angle: two mics cannot tell two talkers
+    at one angle from one, so a training label that counts them as two asks for what the
+    recording does not hold. On a circle of ``period`` degrees the last and first talkers are
+    neighbours too. 0 leaves the labels as they are."""
+    slots = np.array(slots_deg, dtype=np.float64, copy=True)
+    if min_separation_deg <= 0:
+        return slots
+    for i in range(len(slots)):
+        talkers = [float(a) for a in slots[i] if np.isfinite(a)]
+        merged = True
+        while merged and len(talkers) > 1:
+            merged = False
+            pairs = [(j, j + 1) for j in range(len(talkers) - 1)]
+            if period is not None and len(talkers) > 2:
+                pairs.append((len(talkers) - 1, 0))
+            for j, k in pairs:
+                gap = float(angle_difference(talkers[k], talkers[j], period))
+                if abs(gap) < min_separation_deg:
+                    mean = talkers[j] + gap / 2
+                    mean = mean % period if period is not None else mean
+                    talkers = sorted([a for m, a in enumerate(talkers) if m not in (j, k)] + [mean])
+                    merged = True
+                    break
+        slots[i] = np.nan
+        slots[i, : len(talkers)] = talkers
+    return slots
+
+
 def source_counts(angles_deg: np.ndarray) -> np.ndarray:
     """Sources per room of slot labels (n, S) (NaN = no source): (n,) int64."""
     return np.isfinite(np.asarray(angles_deg, dtype=np.float64)).sum(axis=-1).astype(np.int64)

@@ -212,6 +212,8 @@ class LabelsParams(Section):
     counting: StrictBool = False  # an extra "no source" class per slot: the model counts talkers
     sigma_deg: Annotated[float, Strict(), Field(ge=0, le=45)] = 0.0  # Gaussian target width; 0 = one-hot
     decode: Literal["argmax", "peak"] = "argmax"  # class centre | peak of a parabola through 3 classes
+    # training mixtures: two talkers closer than this are labelled one source; 0 = off
+    min_separation_deg: Annotated[float, Strict(), Field(ge=0, le=45)] = 0.0
 
     @model_validator(mode="after")
     def _cover(self):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import slot_angles
+from dualmic.core.labels import label_period, merge_close_slots, slot_angles
 from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.data.online_draws import Draw, draw_example
 from dualmic.data.pool import Pool
@@ -227,6 +227,9 @@ class OnlineMixer:
         for i, d in enumerate(draws):
             active[i, list(d.talkers)] = True
         out = slot_angles(angles, active, self.p.labels.counting)
+        if self.p.labels.counting:
+            lab = self.p.labels
+            out = merge_close_slots(out, lab.min_separation_deg, label_period(lab.angle))
         return torch.from_numpy(out.astype(np.float32))
 
     def batch(self, rooms) -> tuple[torch.Tensor, torch.Tensor]:
