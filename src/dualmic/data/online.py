@@ -221,7 +221,8 @@ class OnlineMixer:
     # ---------------------------------------------------------------- training batches
     def labels(self, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:
         """(B, S) sorted slot angles (degrees, float32) of the active talkers: NaN per silent slot
-        for a counting model, else every slot carries an active talker (one talker: both)."""
+        for a counting model, else every slot carries an active talker (one talker: both). A
+        counting model's talkers closer than ``labels.min_separation_deg`` are one source."""
         angles = self.angles[np.asarray(rooms)]
         active = np.zeros(angles.shape, dtype=bool)
         for i, d in enumerate(draws):
