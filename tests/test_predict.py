@@ -27,14 +27,8 @@ from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
-from dualmic.predict import (
-    channel_delay_s,
-    delay_warning,
-    model_features,
-    predict_angles,
-    read_recording,
-    recording_windows,
-)
+from dualmic.predict import delay_warning, model_features, predict_angles, recording_windows
+from dualmic.recording import channel_delay_s, read_recording
 
 RATE = 16000
 

@@ -103,14 +103,12 @@ def predict(
         from dualmic.core.device import resolve_device
         from dualmic.predict import (
             check_mic_distance,
-            check_recording,
             delay_warning,
             load_predict_model,
             model_features,
             predict_sources,
-            read_recording,
-            recording_paths,
         )
+        from dualmic.recording import check_recording, read_recording, recording_paths
 
         paths = recording_paths(recordings)
         if len(paths) > 1:  # every recording is checked before any is answered for (one is as read)

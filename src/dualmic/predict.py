@@ -17,9 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
-import torchaudio.functional as AF
 
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
@@ -30,8 +28,8 @@ from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
+from dualmic.recording import channel_delay_s
 
-MIN_DURATION_S = 0.5
 META_KEYS = (
     "label",
     "class_width_deg",
@@ -44,82 +42,6 @@ META_KEYS = (
     "hop_s",
 )
 _EPS = 1e-8
-
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-
-
-def recording_paths(paths: list[str | Path]) -> list[Path]:
-    """The recordings named on the command line: files as given, a folder as its audio files
-    (``AUDIO_SUFFIXES``, any case, sorted by name, not recursive).
-
-    Raises:
-        DualmicError: (one line naming the path) if a path does not exist or a folder holds no
-            audio file.
-    """
-    out: list[Path] = []
-    for path in map(Path, paths):
-        if not path.exists():
-            raise DualmicError(f"recording {path} not found")
-        if path.is_dir():
-            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                raise DualmicError(f"folder {path} holds no {', '.join(AUDIO_SUFFIXES)} file")
-            out.extend(found)
-        else:
-            out.append(path)
-    return out
-
-
-def _load_recording(path: str | Path) -> tuple[np.ndarray, int]:
-    """A recording's samples (n, 2) float32 and rate, checked as :func:`read_recording` says."""
-    p = Path(path)
-    if not p.exists():
-        raise DualmicError(f"recording {p} not found")
-    if not p.is_file():
-        raise DualmicError(f"recording {p} is not a file")
-    try:
-        data, rate = sf.read(p, dtype="float32", always_2d=True)
-    except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:
-        reason = getattr(err, "error_string", None) or type(err).__name__
-        raise DualmicError(
-            f"cannot read recording {p} ({one_line(reason)}); give an audio file soundfile "
-            "can decode (wav, flac, ogg)"
-        ) from None
-    n_samples, n_channels = data.shape
-    if n_channels != 2:
-        plural = "channel" if n_channels == 1 else "channels"
-        raise DualmicError(
-            f"recording {p} has {n_channels} {plural}; a two-channel recording (mic 0, mic 1) is needed"
-        )
-    duration = n_samples / rate
-    if duration < MIN_DURATION_S:
-        raise DualmicError(f"recording {p} lasts {duration:.3f} s; at least {MIN_DURATION_S} s is needed")
-    if not np.all(np.isfinite(data)):
-        raise DualmicError(f"recording {p} holds NaN or inf samples")
-    if not np.any(data):
-        raise DualmicError(f"recording {p} is silent (all samples are zero); nothing to localise")
-    return data, int(rate)
-
-
-def check_recording(path: str | Path) -> None:
-    """Raise the DualmicError :func:`read_recording` would, without resampling or keeping the
-    samples: ``dualmic predict`` checks every recording before it answers for any."""
-    _load_recording(path)
-
-
-def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
-
-    Raises:
-        DualmicError: (one line naming the file) if it is missing or not decodable audio, has
-            other than two channels, lasts less than 0.5 s, holds NaN/inf or is all zeros.
-    """
-    data, rate = _load_recording(path)
-    audio = torch.from_numpy(np.ascontiguousarray(data.T))
-    if rate != int(sample_rate):
-        audio = AF.resample(audio, rate, int(sample_rate))
-    return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
 
 
 def load_predict_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[SSLModel, dict]:
@@ -174,21 +96,6 @@ def check_mic_distance(meta: dict, mic_distance_m: float) -> None:
 
 # x mic distance / c: a head delays low frequencies by up to 3 a / c, 1.5 x its ear distance / c
 DELAY_MARGIN = 1.5
-
-
-def channel_delay_s(
-    audio: np.ndarray, sample_rate: int, max_lag_s: float = 0.002, upsample: int = 8
-) -> float:
-    """Delay of channel 1 behind channel 0 (seconds) at the peak of the recording's GCC-PHAT
-    (whole recording, ``upsample`` x finer than a sample, lags up to ``max_lag_s``): the
-    inter-mic delay of its dominant sound."""
-    x = np.asarray(audio, dtype=np.float64)
-    n = 2 * x.shape[-1]
-    cross = np.fft.rfft(x[1], n) * np.conj(np.fft.rfft(x[0], n))
-    cc = np.fft.irfft(cross / (np.abs(cross) + 1e-12), n * upsample)
-    m = int(round(max_lag_s * sample_rate * upsample))
-    window = np.concatenate([cc[-m:], cc[: m + 1]])
-    return float(np.argmax(window) - m) / (sample_rate * upsample)
 
 
 def delay_warning(audio: np.ndarray, meta: dict) -> str | None:

@@ -1,0 +1,116 @@
+"""A user's two-channel recording: which files a command line names, reading and checking them
+(one-line errors), resampling to the model's rate, and the delay between the two channels.
+
+Channel 0 is mic 0 (at -x), channel 1 is mic 1 (at +x).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+from dualmic.core.errors import DualmicError, one_line
+
+MIN_DURATION_S = 0.5
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def recording_paths(paths: list[str | Path]) -> list[Path]:
+    """The recordings named on the command line: files as given, a folder as its audio files
+    (``AUDIO_SUFFIXES``, any case, sorted by name, not recursive).
+
+    Raises:
+        DualmicError: (one line naming the path) if a path does not exist or a folder holds no
+            audio file.
+    """
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise DualmicError(f"recording {path} not found")
+        if path.is_dir():
+            found = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in AUDIO_SUFFIXES)
+            if not found:
+                raise DualmicError(f"folder {path} holds no {', '.join(AUDIO_SUFFIXES)} file")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def _load_recording(path: str | Path) -> tuple[np.ndarray, int]:
+    """A recording's samples (n, 2) float32 and rate, checked as :func:`read_recording` says."""
+    p = Path(path)
+    if not p.exists():
+        raise DualmicError(f"recording {p} not found")
+    if not p.is_file():
+        raise DualmicError(f"recording {p} is not a file")
+    try:
+        data, rate = sf.read(p, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError, TypeError, EOFError) as err:
+        reason = getattr(err, "error_string", None) or type(err).__name__
+        raise DualmicError(
+            f"cannot read recording {p} ({one_line(reason)}); give an audio file soundfile "
+            "can decode (wav, flac, ogg)"
+        ) from None
+    n_samples, n_channels = data.shape
+    if n_channels != 2:
+        plural = "channel" if n_channels == 1 else "channels"
+        raise DualmicError(
+            f"recording {p} has {n_channels} {plural}; a two-channel recording (mic 0, mic 1) is needed"
+        )
+    duration = n_samples / rate
+    if duration < MIN_DURATION_S:
+        raise DualmicError(f"recording {p} lasts {duration:.3f} s; at least {MIN_DURATION_S} s is needed")
+    if not np.all(np.isfinite(data)):
+        raise DualmicError(f"recording {p} holds NaN or inf samples")
+    if not np.any(data):
+        raise DualmicError(f"recording {p} is silent (all samples are zero); nothing to localise")
+    return data, int(rate)
+
+
+def check_recording(path: str | Path) -> None:
+    """Raise the DualmicError :func:`read_recording` would, without resampling or keeping the
+    samples: ``dualmic predict`` checks every recording before it answers for any."""
+    _load_recording(path)
+
+
+def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
+
+    Raises:
+        DualmicError: (one line naming the file) if it is missing or not decodable audio, has
+            other than two channels, lasts less than 0.5 s, holds NaN/inf or is all zeros.
+    """
+    data, rate = _load_recording(path)
+    audio = torch.from_numpy(np.ascontiguousarray(data.T))
+    if rate != int(sample_rate):
+        audio = AF.resample(audio, rate, int(sample_rate))
+    return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
+
+
+def channel_delay_s(
+    audio: np.ndarray, sample_rate: int, max_lag_s: float = 0.002, upsample: int = 8, frame: int = 16384
+) -> float:
+    """Delay of channel 1 behind channel 0 (seconds) at the peak of the recording's GCC-PHAT:
+    the cross-spectra of Hann-windowed ``frame``-sample frames (half overlapping) summed over
+    the whole recording, whitened, and read ``upsample`` x finer than a sample at lags up to
+    ``max_lag_s``: the inter-mic delay of its dominant sound, in memory and time bounded per
+    frame whatever the recording's length."""
+    x = np.asarray(audio, dtype=np.float64)
+    size = min(int(frame), x.shape[-1])
+    starts = np.arange(0, x.shape[-1] - size + 1, max(1, size // 2))
+    window = np.hanning(size)
+    cross = np.zeros(size + 1, dtype=np.complex128)
+    for lo in range(0, len(starts), 256):  # 256 frames at a time
+        idx = starts[lo : lo + 256, None] + np.arange(size)
+        spec = np.fft.rfft(x[:, idx] * window, 2 * size, axis=-1)
+        cross += (spec[1] * np.conj(spec[0])).sum(axis=0)
+    cc = np.fft.irfft(cross / (np.abs(cross) + 1e-12), 2 * size * upsample)
+    m = min(int(round(max_lag_s * sample_rate * upsample)), size * upsample - 1)
+    lags = np.concatenate([cc[-m:], cc[: m + 1]])
+    return float(np.argmax(lags) - m) / (sample_rate * upsample)
