@@ -8,7 +8,7 @@ from tests_support import tiny_raw_params
 from dualmic.core.params import parse_params
 from dualmic.core.schema_learn import PRESETS
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.model import ModelConfig, SSLModel, patch_grid
+from dualmic.learn.model import FRONTENDS, ModelConfig, SSLModel, frames_read, patch_grid
 from dualmic.learn.model_file import model_config
 
 
@@ -115,14 +115,80 @@ def test_level_norm_follows_param_and_logmag_channels():
         assert model_config(parse_params(raw)).level_norm is expected
 
 
+@pytest.mark.parametrize(
+    ("frontend", "frames", "grid", "read"),
+    [
+        ("patches", 101, (4, 1), 64),
+        ("patches", 301, (4, 4), 256),
+        ("bands", 101, (16, 1), 96),
+        ("bands", 301, (16, 1), 288),
+        ("frames", 101, (4, 6), 96),
+        ("frames", 301, (4, 18), 288),
+    ],
+)
+def test_frontend_token_grids(frontend, frames, grid, read):
+    assert patch_grid(256, frames, frontend) == grid
+    assert frames_read(256, frames, frontend) == read
+    cfg = ModelConfig(in_channels=4, n_frames=frames, dim=32, depth=1, heads=2, dim_head=16, frontend=frontend)
+    model = SSLModel(cfg).eval()
+    assert model.pos.shape == (1, grid[0] * grid[1] + 2, 32)
+    assert model(torch.randn(2, 4, 256, frames)).shape == (2, 2, 36)
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
+def test_frontend_reads_the_frames_it_says(frontend):
+    """Changing the frames past frames_read (+2 for the 3x3 convolutions) leaves the logits as
+    they were; changing the frames just inside it does not. The published grid leaves the last
+    third of a 1-s window unread, bands and frames read all but its last 5 frames."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(in_channels=2, n_frames=101, dim=32, depth=1, heads=2, dim_head=16, frontend=frontend)
+    model = SSLModel(cfg).eval()
+    x = torch.randn(2, 2, 256, 101)
+    read = frames_read(256, 101, frontend) + 2
+    with torch.no_grad():
+        ref = model(x)
+        outside, inside = x.clone(), x.clone()
+        outside[..., read:] = torch.randn_like(outside[..., read:])
+        inside[..., read - 8 : read] = torch.randn_like(inside[..., read - 8 : read])
+        assert torch.equal(model(outside), ref)
+        assert not torch.allclose(model(inside), ref, atol=1e-4)
+
+
+def test_frontend_follows_preset_and_param():
+    raw = _preset_params("seed")
+    assert model_config(parse_params(raw)).frontend == "patches"
+    raw["model"]["frontend"] = "bands"
+    assert model_config(parse_params(raw)).frontend == "bands"
+    assert model_config(parse_params(_preset_params("small"))).frontend == PRESETS["small"]["frontend"]
+    raw["model"]["frontend"] = "grid"
+    with pytest.raises(Exception, match="frontend"):
+        parse_params(raw)
+
+
+def test_model_files_without_frontend_are_the_published_grid(tmp_path):
+    """A model file written before model.frontend existed loads as the 4x4 patch grid."""
+    from dualmic.core.files import save_torch
+    from dualmic.learn.model_file import FORMAT, load_model
+
+    cfg = ModelConfig(in_channels=2, n_frames=101, dim=32, depth=1, heads=2, dim_head=16)
+    model = SSLModel(cfg)
+    config = cfg.to_dict()
+    del config["frontend"]
+    save_torch(tmp_path / "old.pt", {"format": FORMAT, "config": config, "meta": {}, "state_dict": model.state_dict()})
+    loaded, _ = load_model(tmp_path / "old.pt")
+    assert loaded.cfg.frontend == "patches"
+
+
+@pytest.mark.parametrize("frontend", FRONTENDS)
 @pytest.mark.parametrize("frames", [101, 96, 301])
-def test_bf16_autocast_on_cpu_matches_fp32(frames):
+def test_bf16_autocast_on_cpu_matches_fp32(frames, frontend):
     """The forward pass under CPU bfloat16 autocast (train.precision) is finite and within
     bf16 rounding of fp32 for the default and the published input lengths. (oneDNN's AMX bf16
     convolution returned NaN when a stride-4 input had unread columns: 101 frames leave 6 after
     two stages; model.covered cuts them, which changes nothing in fp32.)"""
     torch.manual_seed(0)
-    net = SSLModel(ModelConfig(in_channels=4, n_frames=frames, none_class=True, level_norm=True)).eval()
+    cfg = ModelConfig(in_channels=4, n_frames=frames, none_class=True, level_norm=True, frontend=frontend)
+    net = SSLModel(cfg).eval()
     x = torch.randn(4, 4, 256, frames)
     with torch.no_grad():
         ref = net(x)

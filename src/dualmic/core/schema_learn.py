@@ -8,10 +8,12 @@ from pydantic import Field, Strict, StrictBool, field_validator
 
 from dualmic.core.schema import NonNegFloat, PosFloat, PosInt, Section, Seed
 
-# model sizes by name; model.dim / model.depth / model.window_s override them
+# model sizes by name; model.dim / model.depth / model.window_s / model.frontend override them
 PRESETS: dict[str, dict] = {
-    "seed": {"dim": 512, "depth": 8, "window_s": 3.0},  # the published size and input length
-    "small": {"dim": 96, "depth": 2, "window_s": 1.0},  # trains on a 2-core CPU in minutes
+    # the published size, input length and 4x4 patch grid
+    "seed": {"dim": 512, "depth": 8, "window_s": 3.0, "frontend": "patches"},
+    # trains on a 2-core CPU in minutes
+    "small": {"dim": 96, "depth": 2, "window_s": 1.0, "frontend": "patches"},
 }
 
 
@@ -27,6 +29,12 @@ class ModelParams(Section):
     dropout: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.1
     window_s: Annotated[float, Strict(), Field(gt=0, le=60)] | None = None
     level_norm: StrictBool = True  # log-magnitude inputs rescaled to a unit-RMS window
+    # token grid of the last patch convolution (dualmic.learn.model.FRONTENDS)
+    frontend: Literal["patches", "bands", "frames"] | None = None
+
+    @property
+    def token_grid(self) -> str:
+        return self.frontend or PRESETS[self.preset]["frontend"]
 
     @property
     def window_seconds(self) -> float:

@@ -1,6 +1,11 @@
 """The SSL model of the published recipe: STFT phase features → conv stack → patches →
 Conformer → two CLS tokens → 36 angle classes per source slot.
 
+The front-end (``frontend``) sets the token grid the last patch convolution leaves: the
+published ``patches`` (4×4 stride 4, as the first two), ``bands`` (one token per frequency band
+of the second grid, spanning every time column) or ``frames`` (4 frequency rows × every time
+column of the second grid).
+
 Input (B, C, F, T) with C = 2 (cos/sin IPD) or 4 (+ log-magnitudes), F = 256 bins; output
 logits (B, 2, n_classes), slot 0 for the smaller of the two sorted angles. A counting model
 (``none_class``) has one more output per slot, class ``n_classes``: "no source in this slot".
@@ -36,6 +41,8 @@ class ModelConfig:
     # log-magnitude channels (2..) rescaled to a unit-RMS window, the level of every training
     # window: a recording's level does not change the model's input (False in older model files)
     level_norm: bool = False
+    # the token grid of the last patch convolution (FRONTENDS); older model files are "patches"
+    frontend: str = "patches"
 
     @property
     def n_outputs(self) -> int:
@@ -50,21 +57,49 @@ def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int)
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding), nn.BatchNorm2d(c_out), nn.GELU())
 
 
-def covered(x: torch.Tensor, kernel: int = 4, stride: int = 4) -> torch.Tensor:
-    """``x`` (..., H, W) cut to the rows and columns an unpadded ``kernel`` / ``stride``
-    convolution reads: the same result, but bfloat16 convolutions under CPU autocast (oneDNN,
-    torch 2.11) return garbage or NaN when the input has unread columns left over, e.g. width 6
-    for kernel 4 / stride 4."""
+def covered(x: torch.Tensor, kernel: int | tuple[int, int] = 4) -> torch.Tensor:
+    """``x`` (..., H, W) cut to the rows and columns an unpadded convolution of ``kernel`` and
+    stride ``kernel`` reads: the same result, but bfloat16 convolutions under CPU autocast
+    (oneDNN, torch 2.11) return garbage or NaN when the input has unread columns left over, e.g.
+    width 6 for kernel 4 / stride 4."""
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     h, w = x.shape[-2:]
-    return x[..., : h - (h - kernel) % stride, : w - (w - kernel) % stride]
+    return x[..., : h - (h - kh) % kh, : w - (w - kw) % kw]
 
 
-def patch_grid(n_freq: int, n_frames: int) -> tuple[int, int]:
-    """Token grid after three kernel-4 / stride-4 convolutions."""
+FRONTENDS = ("patches", "bands", "frames")
+
+
+def _second_grid(n_freq: int, n_frames: int) -> tuple[int, int]:
+    """Grid after the first two kernel-4 / stride-4 patch convolutions."""
     f, t = n_freq, n_frames
-    for _ in range(3):
+    for _ in range(2):
         f, t = (f - 4) // 4 + 1, (t - 4) // 4 + 1
     return f, t
+
+
+def last_kernel(n_freq: int, n_frames: int, frontend: str = "patches") -> tuple[int, int]:
+    """Kernel (= stride) of the last patch convolution: 4×4 (``patches``); one frequency row ×
+    every time column (``bands``); 4 rows × one column (``frames``)."""
+    if frontend not in FRONTENDS:
+        raise ValueError(f"frontend {frontend!r} is not one of {', '.join(FRONTENDS)}")
+    grid_t = max(_second_grid(n_freq, n_frames)[1], 1)
+    return {"patches": (4, 4), "bands": (1, grid_t), "frames": (4, 1)}[frontend]
+
+
+def patch_grid(n_freq: int, n_frames: int, frontend: str = "patches") -> tuple[int, int]:
+    """Token grid (frequency, time) after the three patch convolutions."""
+    f, t = _second_grid(n_freq, n_frames)
+    kf, kt = last_kernel(n_freq, n_frames, frontend)
+    return (f - kf) // kf + 1, (t - kt) // kt + 1
+
+
+def frames_read(n_freq: int, n_frames: int, frontend: str = "patches") -> int:
+    """How many of a window's first frames the patch convolutions read (the 3×3 convolutions
+    before them see 2 more); the published 4×4 grid leaves the last third of a 101-frame
+    window unread."""
+    t = patch_grid(n_freq, n_frames, frontend)[1] * last_kernel(n_freq, n_frames, frontend)[1]
+    return t * 16
 
 
 class SSLModel(nn.Module):
@@ -73,7 +108,8 @@ class SSLModel(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        grid_f, grid_t = patch_grid(cfg.n_freq, cfg.n_frames)
+        grid_f, grid_t = patch_grid(cfg.n_freq, cfg.n_frames, cfg.frontend)
+        self.last_kernel = last_kernel(cfg.n_freq, cfg.n_frames, cfg.frontend)
         if grid_f < 1 or grid_t < 1:
             raise ValueError(f"input {cfg.n_freq}x{cfg.n_frames} is too small for 64x patches")
         self.inter_conv = nn.Sequential(
@@ -82,7 +118,7 @@ class SSLModel(nn.Module):
         self.patch_embed = nn.Sequential(
             _conv_bn_gelu(8, 32, 4, 4, 0),
             _conv_bn_gelu(32, 128, 4, 4, 0),
-            _conv_bn_gelu(128, cfg.dim, 4, 4, 0),
+            _conv_bn_gelu(128, cfg.dim, self.last_kernel, self.last_kernel, 0),
         )
         n_tokens = grid_f * grid_t + cfg.n_slots
         self.cls = nn.Parameter(torch.zeros(1, cfg.n_slots, cfg.dim))
@@ -120,8 +156,9 @@ class SSLModel(nn.Module):
         if self.cfg.level_norm and x.shape[1] > 2:
             x = torch.cat([x[:, :2], x[:, 2:] - self.log_level(x[:, 2:])], dim=1)
         z = self.inter_conv(x)
-        for stage in self.patch_embed:  # kernel 4 / stride 4 each
-            z = stage(covered(z))  # (B, dim, F', T') after the last
+        kernels = (4, 4, self.last_kernel)  # kernel = stride of each patch convolution
+        for stage, kernel in zip(self.patch_embed, kernels, strict=True):
+            z = stage(covered(z, kernel))  # (B, dim, F', T') after the last
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
         out = self.norm(self.backbone(tokens))

@@ -37,6 +37,7 @@ def model_config(p: Params) -> ModelConfig:
         dropout=m.dropout,
         none_class=p.labels.counting,
         level_norm=m.level_norm and "logmag" in p.features.channels,
+        frontend=m.token_grid,
     )
 
 
