@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -129,8 +130,8 @@ def test_level_norm_follows_param_and_logmag_channels():
 def test_frontend_token_grids(frontend, frames, grid, read):
     assert patch_grid(256, frames, frontend) == grid
     assert frames_read(256, frames, frontend) == read
-    cfg = ModelConfig(in_channels=4, n_frames=frames, dim=32, depth=1, heads=2, dim_head=16, frontend=frontend)
-    model = SSLModel(cfg).eval()
+    cfg = ModelConfig(in_channels=4, n_frames=frames, dim=32, depth=1, heads=2, dim_head=16)
+    model = SSLModel(replace(cfg, frontend=frontend)).eval()
     assert model.pos.shape == (1, grid[0] * grid[1] + 2, 32)
     assert model(torch.randn(2, 4, 256, frames)).shape == (2, 2, 36)
 
@@ -174,7 +175,8 @@ def test_model_files_without_frontend_are_the_published_grid(tmp_path):
     model = SSLModel(cfg)
     config = cfg.to_dict()
     del config["frontend"]
-    save_torch(tmp_path / "old.pt", {"format": FORMAT, "config": config, "meta": {}, "state_dict": model.state_dict()})
+    payload = {"format": FORMAT, "config": config, "meta": {}, "state_dict": model.state_dict()}
+    save_torch(tmp_path / "old.pt", payload)
     loaded, _ = load_model(tmp_path / "old.pt")
     assert loaded.cfg.frontend == "patches"
 
