@@ -157,10 +157,13 @@ def test_frontend_reads_the_frames_it_says(frontend):
 
 def test_frontend_follows_preset_and_param():
     raw = _preset_params("seed")
+    raw["model"]["frontend"] = None
     assert model_config(parse_params(raw)).frontend == "patches"
     raw["model"]["frontend"] = "bands"
     assert model_config(parse_params(raw)).frontend == "bands"
-    assert model_config(parse_params(_preset_params("small"))).frontend == PRESETS["small"]["frontend"]
+    small = _preset_params("small")
+    small["model"]["frontend"] = None
+    assert model_config(parse_params(small)).frontend == PRESETS["small"]["frontend"]
     raw["model"]["frontend"] = "grid"
     with pytest.raises(Exception, match="frontend"):
         parse_params(raw)
