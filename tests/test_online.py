@@ -228,6 +228,25 @@ def test_the_pool_adds_espeak_talkers_of_untested_languages():
     assert torch.equal(build_pool(online, FS).talkers, pool.talkers)  # espeak-ng is deterministic
 
 
+def test_the_pools_energy_table_sums_each_talkers_blocks_across_build_steps():
+    """build_pool scales and sums a few clips at a time: every clip, on either side of a step,
+    is unit RMS and its cumulative block energy is that of its own samples."""
+    from dualmic.data.pool import _BLOCK, _ROWS
+
+    p = _params()
+    online = p.online.model_copy(
+        update={"talkers": ("synthetic",), "synthetic_talkers": _ROWS + 3, "clip_s": 0.5}
+    )
+    pool = build_pool(online, FS)
+    talkers = pool.talkers.double().numpy()
+    np.testing.assert_allclose(np.sqrt((talkers**2).mean(1)), 1.0, atol=1e-6)
+    n_blocks = talkers.shape[1] // _BLOCK
+    blocks = (talkers[:, : n_blocks * _BLOCK] ** 2).reshape(len(talkers), n_blocks, _BLOCK).sum(-1)
+    want = np.concatenate([np.zeros((len(talkers), 1)), np.cumsum(blocks, axis=1)], axis=1)
+    np.testing.assert_allclose(pool.energy, want, rtol=1e-9, atol=1e-9)
+    assert pool.energy.shape == (_ROWS + 3, n_blocks + 1)
+
+
 def test_online_training_without_the_speech_bank_says_what_to_run(tmp_path):
     raw = tiny_raw_params()
     raw["online"]["talkers"] = ["synthetic", "speech"]
