@@ -8,7 +8,8 @@ are timed in alternating rounds so that a change in the machine's load hits both
 online mixing that feeds a real batch is not in it (``mixing_speed.py`` times that).
 
 Also checked: the bf16 forward pass is finite and within bf16 rounding of the fp32 one, and the
-``auto`` precision this machine resolves to (bf16 where the CPU has AMX bf16 units).
+``auto`` precision this machine resolves to (bf16 where the CPU computes in bf16 natively: AMX
+tiles or AVX-512 BF16).
 
     .venv/bin/python benchmarks/train_precision.py                  # about 1 min on 2 cores
     .venv/bin/python benchmarks/train_precision.py --steps 20 --json precision.json
@@ -33,7 +34,7 @@ from common import (
 )
 from rich.console import Console
 
-from dualmic.core.device import autocast_dtype, cpu_has_bf16_matrix_units
+from dualmic.core.device import autocast_dtype, cpu_has, cpu_has_native_bf16
 from dualmic.core.errors import user_errors
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import load_params
@@ -97,7 +98,9 @@ def main(
         result = {
             "date": utc_now(),
             "machine": machine_info("cpu"),
-            "amx_bf16": cpu_has_bf16_matrix_units(),
+            "amx": cpu_has("amx_tile"),
+            "avx512_bf16": cpu_has("avx512_bf16"),
+            "native_bf16": cpu_has_native_bf16(),
             "auto_resolves_to": str(autocast_dtype(torch.device("cpu"), "auto") or "fp32"),
             "batch": list(x.shape),
             "ms_per_step": {name: 1000 * min(t) for name, t in times.items()},
@@ -109,8 +112,9 @@ def main(
         console = Console(highlight=False)
         m = result["machine"]
         console.print(
-            f"{m['cpu_model']} ({m['cpu_count']} CPUs, {m['torch_threads']} torch threads), AMX bf16 "
-            f"{result['amx_bf16']}, train.precision auto -> {result['auto_resolves_to']}"
+            f"{m['cpu_model']} ({m['cpu_count']} CPUs, {m['torch_threads']} torch threads), AMX "
+            f"{result['amx']}, AVX-512 BF16 {result['avx512_bf16']}, "
+            f"train.precision auto -> {result['auto_resolves_to']}"
         )
         console.print(
             f"training step, batch {result['batch']}: fp32 {result['ms_per_step']['fp32']:.0f} ms, "

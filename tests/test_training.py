@@ -151,10 +151,22 @@ def test_precision_resolves_per_device(monkeypatch):
     assert dev.autocast_dtype(cpu, "bf16") is torch.bfloat16
     assert dev.autocast_dtype(cuda, "auto") is torch.bfloat16
     for has_units, expected in ((True, torch.bfloat16), (False, None)):
-        monkeypatch.setattr(dev, "cpu_has_bf16_matrix_units", lambda has=has_units: has)
+        monkeypatch.setattr(dev, "cpu_has_native_bf16", lambda has=has_units: has)
         assert dev.autocast_dtype(cpu, "auto") is expected
     with pytest.raises(dev.DualmicError, match="fp16"):
         dev.autocast_dtype(cpu, "fp16")
+
+
+def test_native_bf16_is_amx_or_avx512_bf16(monkeypatch):
+    """auto trains in bf16 on a CPU with AMX tiles or with AVX-512 BF16 (AMD Zen 4), not on one
+    with neither; a probe torch does not have counts as absent."""
+    from dualmic.core import device as dev
+
+    assert dev.cpu_has("no_such_instruction_set") is False
+    for amx, avx in ((True, False), (False, True), (False, False)):
+        flags = {"amx_tile": amx, "avx512_bf16": avx}
+        monkeypatch.setattr(dev, "cpu_has", lambda f, flags=flags: flags.get(f, False))
+        assert dev.cpu_has_native_bf16() is (amx or avx)
 
 
 def test_bf16_training_on_cpu_is_deterministic_and_differs_from_fp32(train_dir, tmp_path):

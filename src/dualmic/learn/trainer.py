@@ -106,7 +106,7 @@ class Trainer:
         if tp.ema_decay > 0:
             self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(tp.ema_decay), use_buffers=True)
         # train.precision: the forward pass in bfloat16 where the hardware has it (CUDA, CPUs
-        # with AMX); weights, optimiser and loss stay fp32
+        # with AMX or AVX-512 BF16); weights, optimiser and loss stay fp32
         self.precision = autocast_dtype(ctx.device, tp.precision)
         self.autocast = torch.autocast(
             ctx.device.type, dtype=torch.bfloat16, enabled=self.precision is not None
