@@ -75,6 +75,12 @@ def espeak_corpus(workdir: Path, sample_rate: int) -> list[np.ndarray]:
     return out
 
 
+def image(dry: np.ndarray, source_rirs: np.ndarray, n_samples: int) -> np.ndarray:
+    """A dry signal through one source's RIRs (2, taps): its first ``n_samples`` at the two mics
+    (2, n_samples), from the first sample every tap reaches (the valid part of the convolution)."""
+    return np.stack([np.convolve(dry, source_rirs[m], mode="valid")[:n_samples] for m in range(2)])
+
+
 def render(
     rirs: np.ndarray, corpus: list[np.ndarray], rng: np.random.Generator, n_samples: int, sir_db
 ) -> np.ndarray:
@@ -85,7 +91,7 @@ def render(
         images = []
         for k, idx in enumerate(picks):
             dry = np.resize(corpus[idx], n_samples + room_rirs.shape[-1])  # tile short utterances
-            img = np.stack([np.convolve(dry, room_rirs[k, m], mode="valid")[:n_samples] for m in range(2)])
+            img = image(dry, room_rirs[k], n_samples)
             images.append(img / (img.std() + 1e-8))
         gain = 10 ** (rng.uniform(*sir_db) / 20)
         mix = images[0] + gain * images[1]

@@ -41,7 +41,7 @@ import torch
 import torchaudio.functional as AF
 import typer
 from common import json_option, machine_info, params_option, utc_now, write_json
-from generalisation import espeak_corpus
+from generalisation import espeak_corpus, image
 
 from dualmic.core.errors import DualmicError, user_errors
 from dualmic.core.labels import LabelCoding
@@ -73,7 +73,7 @@ def _images(dry_list: list[np.ndarray], rirs: np.ndarray, n: int) -> np.ndarray:
     """Sum of the dry signals through their RIRs (k, 2, taps): (2, n)."""
     out = np.zeros((2, n))
     for dry, rir in zip(dry_list, rirs, strict=True):
-        out += np.stack([np.convolve(dry, rir[m], mode="valid")[:n] for m in range(2)])
+        out += image(dry, rir, n)
     return out
 
 
