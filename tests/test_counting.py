@@ -110,3 +110,29 @@ def test_constant_guess_is_told_the_count():
     train = np.array([[10.0, 100.0], [30.0, 140.0], [60.0, NAN], [NAN, NAN]])
     got = constant_angles(train, 3, np.array([2, 1, 0]))
     np.testing.assert_array_equal(got, [[20.0, 120.0], [60.0, NAN], [NAN, NAN]])
+
+
+def test_presence_sets_how_sure_a_slot_must_be_to_count_a_talker():
+    """evaluate.presence: a slot whose 1 - p(no source) is 0.4 counts at 0.35, not at 0.5."""
+    prob = np.full((1, 2, 37), 0.0)
+    prob[0, 0, 10] = 1.0  # slot 0: a sure source at 52.5 deg
+    prob[0, 1, 30], prob[0, 1, 36] = 0.4, 0.6  # slot 1: 40 % a source at 152.5 deg
+    logp = np.log(np.maximum(prob, 1e-12))
+    np.testing.assert_array_equal(decode_angles(logp, COUNT), [[52.5, NAN]])
+    np.testing.assert_array_equal(decode_angles(logp, COUNT, presence=0.35), [[52.5, 152.5]])
+    np.testing.assert_array_equal(decode_angles(logp, COUNT, presence=0.45), [[52.5, NAN]])
+    np.testing.assert_array_equal(decode_angles(logp, COUNT, presence=0.999), [[52.5, NAN]])
+
+
+def test_presence_is_a_probability_in_params():
+    from tests_support import tiny_raw_params
+
+    from dualmic.core.errors import DualmicError
+    from dualmic.core.params import parse_params
+
+    assert parse_params(tiny_raw_params()).evaluate.presence == 0.5
+    for bad in (0.0, 1.0, -0.2, "half"):
+        raw = tiny_raw_params()
+        raw["evaluate"]["presence"] = bad
+        with pytest.raises(DualmicError, match="presence"):
+            parse_params(raw)

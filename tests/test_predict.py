@@ -230,6 +230,16 @@ def test_slot_confidence_is_the_mass_around_the_peak():
             ],
         ),
         ("spacing 0", "speech.wav", "model.pt", ("--mic-distance", "0"), ["--mic-distance 0", "> 0"]),
+        ("presence 1", "speech.wav", "model.pt", ("--presence", "1"), ["--presence 1", "between 0 and 1"]),
+        ("presence 0", "speech.wav", "model.pt", ("--presence", "0"), ["--presence 0", "between 0 and 1"]),
+        (
+            "n-sources 3",
+            "speech.wav",
+            "model.pt",
+            ("--n-sources", "3"),
+            ["--n-sources 3", "at most 2", "0 to 2"],
+        ),
+        ("n-sources -1", "speech.wav", "model.pt", ("--n-sources", "-1"), ["--n-sources -1", "0 or more"]),
     ],
 )
 def test_cli_errors_are_one_line(workdir, name, recording, model, extra, words):
@@ -368,3 +378,51 @@ def test_long_recordings_are_pooled_windows(workdir):
     np.testing.assert_allclose(recording_windows(7.0 * audio, model, meta)[0], chunked, atol=5e-3)
     # a recording shorter than one window is zero-padded, not refused
     assert recording_windows(audio[:, : RATE // 2], model, meta)[0].shape == direct.shape
+
+
+def test_cli_n_sources_gives_that_many_angles_of_the_most_sure_slots(workdir):
+    """--n-sources K: K angles whatever the model counts, the slots most sure to hold a source
+    (as the evaluate stage's model_known_count); K = 2 gives both slots' angles."""
+    from dualmic.learn.decoding import slot_peak_deg, slot_presence
+
+    model = str(workdir / "model.pt")
+    answers = [
+        invoke(str(workdir / "speech.wav"), "--model", model, "--json", "--n-sources", k)
+        for k in ("0", "1", "2")
+    ]
+    assert [a.exit_code for a in answers] == [0, 0, 0], answers[0].output
+    got = [json.loads(a.stdout) for a in answers]
+    assert [g["n_sources"] for g in got] == [0, 1, 2]
+    net, meta = load_model(workdir / "model.pt")
+    audio = read_recording(workdir / "speech.wav", RATE)
+    logp = recording_windows(audio, net, meta)[0]
+    coding = LabelCoding.from_meta(meta, net.cfg.n_classes)
+    angles, sure = slot_peak_deg(logp, coding), slot_presence(logp, coding)
+    assert got[1]["angles_deg"] == pytest.approx([angles[sure.argmax()]], abs=0.006)
+    assert got[2]["angles_deg"] == pytest.approx(sorted(angles), abs=0.006)
+    for g in got[1:]:
+        check_json(json.dumps(g))
+
+
+def test_cli_presence_counts_more_talkers_the_lower_it_is(workdir):
+    """--presence: a slot reports a talker when 1 - p(no source) is above it, so the count never
+    falls as it is lowered, and the angles found at a higher threshold are kept."""
+    from dualmic.learn.decoding import slot_presence
+
+    model = str(workdir / "model.pt")
+    net, meta = load_model(workdir / "model.pt")
+    coding = LabelCoding.from_meta(meta, net.cfg.n_classes)
+    sure = slot_presence(
+        recording_windows(read_recording(workdir / "speech.wav", RATE), net, meta)[0], coding
+    )
+    # just under each slot's presence (that slot counts), just over the largest (none does), 0.5
+    cuts = sorted({0.5, *(float(np.clip(v, 0.001, 0.999)) for v in (*(sure - 0.01), sure.max() + 0.01))})
+    counts = []
+    for cut in cuts:
+        res = invoke(
+            str(workdir / "speech.wav"), "--model", model, "--json", "--no-turns", "--presence", str(cut)
+        )
+        assert res.exit_code == 0, res.output
+        counts.append(json.loads(res.stdout)["n_sources"])
+        assert counts[-1] == int((sure > cut).sum()), (cut, sure)
+    assert counts == sorted(counts, reverse=True) and counts[0] == 2

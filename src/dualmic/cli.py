@@ -48,7 +48,9 @@ _PREDICT_HELP = (
     "Angles are sorted ascending, read between the 5 deg classes (--decode peak) or "
     "their centres (argmax), each with a confidence 0..1. --mirror also scores the swapped "
     "channels and averages the two answers (twice the time). A talker heard in part of the "
-    "recording only (talkers who take turns) is reported too unless --no-turns. Any sample "
+    "recording only (talkers who take turns) is reported too unless --no-turns. --presence sets "
+    "how sure the model must be before it reports a talker (0.5; lower misses fewer second "
+    "talkers and invents more); --n-sources K gives K angles when you know the count. Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -92,6 +94,18 @@ def predict(
         help="also report a talker heard in part of the recording only, as when talkers take turns "
         "(evaluate.turns)",
     ),
+    presence: float = typer.Option(
+        0.5,
+        "--presence",
+        help="how sure (0..1, exclusive) a slot must be that it holds a talker to report it "
+        "(evaluate.presence): lower finds more second talkers and invents more",
+    ),
+    n_sources: int | None = typer.Option(
+        None,
+        "--n-sources",
+        help="the number of talkers, when you know it: that many angles, the model's most sure "
+        "slots (no counting; --turns and --presence do not apply)",
+    ),
 ) -> None:
     """Localise the sources of a two-channel recording (help: _PREDICT_HELP)."""
     with user_errors():
@@ -99,6 +113,10 @@ def predict(
             raise DualmicError(f"--device {device!r}: expected auto, cpu or cuda")
         if decode not in ("peak", "argmax"):
             raise DualmicError(f"--decode {decode!r}: expected peak or argmax")
+        if not 0.0 < presence < 1.0:
+            raise DualmicError(f"--presence {presence:g}: expected a probability between 0 and 1 (exclusive)")
+        if n_sources is not None and n_sources < 0:
+            raise DualmicError(f"--n-sources {n_sources}: expected 0 or more talkers")
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
         from dualmic.predict import (
@@ -116,6 +134,11 @@ def predict(
                 check_recording(path)
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
+        if n_sources is not None and n_sources > net.cfg.n_slots:
+            raise DualmicError(
+                f"--n-sources {n_sources}: this model localises at most {net.cfg.n_slots} talkers; "
+                f"give 0 to {net.cfg.n_slots}"
+            )
         if mic_distance is not None:
             check_mic_distance(meta, mic_distance)
         label, rate = str(meta["label"]), model_features(meta).sample_rate
@@ -125,7 +148,7 @@ def predict(
             warning = delay_warning(audio, meta)
             if warning:
                 typer.echo(f"warning: {path}: {warning}", err=True)
-            sources = predict_sources(audio, net, meta, dev, decode, mirror, turns)
+            sources = predict_sources(audio, net, meta, dev, decode, mirror, turns, presence, n_sources)
             typer.echo(_answer(path if several else None, sources, label, as_json))
 
 

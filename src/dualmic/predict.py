@@ -22,7 +22,7 @@ import torch
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.decoding import pooled_probs, slot_peak_deg, slot_presence
+from dualmic.learn.decoding import PRESENCE, pooled_probs, slot_peak_deg, slot_presence
 from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
@@ -203,6 +203,8 @@ def predict_sources(
     decode: str = "peak",
     mirror: bool = False,
     turns: bool = True,
+    presence: float = PRESENCE,
+    n_sources: int | None = None,
 ) -> list[tuple[float, float]]:
     """(angle in degrees, confidence 0..1) of every source found, sorted by angle (see
     :func:`predict_angles` and :func:`slot_confidence`); an empty list when a counting model
@@ -210,14 +212,25 @@ def predict_sources(
     class centres (as ``labels.decode``). ``mirror``: see :func:`recording_windows`.
     ``turns`` (``evaluate.turns``): also a talker heard in part of the recording only
     (:func:`dualmic.learn.turns.add_turn_talkers`; its confidence is its share of the
-    windows that hear a source)."""
+    windows that hear a source). ``presence`` (``evaluate.presence``): a counting model's slot
+    reports a source when 1 - p(no source) is above it. ``n_sources``: the number of sources is
+    known; the ``n_sources`` slots most sure to hold one answer (the model does not count, and
+    ``turns`` and ``presence`` do not apply)."""
     logp, windows = recording_windows(audio, model, meta, device, mirror=mirror)
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)
     angles = slot_peak_deg(logp, coding)
-    present = np.ones(len(logp), dtype=bool)
-    if coding.counting:  # a slot holds a source when "no source" has less than half its probability
-        present = slot_presence(logp, coding) > 0.5
     confidence = slot_confidence(logp, coding.n_classes)
+    if n_sources is not None:
+        if not 0 <= n_sources <= len(logp):
+            raise DualmicError(
+                f"--n-sources {n_sources}: this model has {len(logp)} slots; give 0 to {len(logp)}"
+            )
+        best = np.argsort(-slot_presence(logp, coding), kind="stable")[:n_sources]
+        pairs = sorted(zip(angles[best].tolist(), confidence[best].tolist(), strict=True))
+        return [(round(float(a), 2), round(float(c), 4)) for a, c in pairs]
+    present = np.ones(len(logp), dtype=bool)
+    if coding.counting:  # a slot holds a source when it is more sure than ``presence`` that it does
+        present = slot_presence(logp, coding) > presence
     pairs = sorted(zip(angles[present].tolist(), confidence[present].tolist(), strict=True))
     if turns and coding.counting:
         found = np.full((1, len(logp)), np.nan)

@@ -273,6 +273,7 @@ class EvaluateParams(Section):
     srp_phat: StrictBool = True
     mirror: StrictBool = False
     turns: StrictBool = True
+    presence: Annotated[float, Strict(), Field(gt=0, lt=1)] = 0.5  # a slot counts a talker above it
 
     @field_validator("rt60_bins", "separation_bins_deg")
     @classmethod

@@ -2,8 +2,9 @@
 
 Pooled log-probabilities are averages over model windows (:mod:`dualmic.learn.inference`), so
 they are first renormalised (:func:`pooled_probs`). A slot's angle is read at its best class or
-between the classes (``labels.decode``); a counting model's slot holds a source when "no source"
-has less than half its probability.
+between the classes (``labels.decode``); a counting model's slot holds a source when its
+presence (1 - p(no source)) is above ``evaluate.presence``, 0.5 by default: "no source" has less
+than half its probability.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from dualmic.core.labels import LabelCoding, class_centre_deg
+
+PRESENCE = 0.5  # default evaluate.presence: a slot holds a source when "no source" has < half its probability
 
 
 def slot_peak_deg(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
@@ -58,13 +61,15 @@ def slot_presence(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
     return 1.0 - prob[..., coding.n_classes] if coding.counting else prob.max(-1)
 
 
-def decode_angles(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
+def decode_angles(log_probs: np.ndarray, coding: LabelCoding, presence: float = PRESENCE) -> np.ndarray:
     """Predicted slot angles (N, S) degrees, sorted ascending; NaN (sorted last) where a counting
-    model gives "no source" half or more of the slot's probability. (Not the single best class:
-    a source's probability is spread over neighbouring angle classes, "no source" is one class.)"""
+    model's :func:`slot_presence` is ``presence`` or less (at 0.5: "no source" holds half or more
+    of the slot's probability). (Not the single best class: a source's probability is spread over
+    neighbouring angle classes, "no source" is one class.) A lower ``presence`` reports weak
+    second talkers more readily and invents more; README: "How sure before a talker counts"."""
     angle = slot_peak_deg(log_probs, coding)
     if coding.counting:
-        angle = np.where(slot_presence(log_probs, coding) <= 0.5, np.nan, angle)
+        angle = np.where(slot_presence(log_probs, coding) <= presence, np.nan, angle)
     return np.sort(angle, axis=-1)
 
 

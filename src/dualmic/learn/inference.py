@@ -16,7 +16,7 @@ import torch
 from dualmic.core.errors import DualmicError
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import Params
-from dualmic.learn.decoding import decode_angles, decode_known_count
+from dualmic.learn.decoding import PRESENCE, decode_angles, decode_known_count
 from dualmic.learn.mirror import mirror_average, mirror_features
 from dualmic.learn.model import SSLModel
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
@@ -119,16 +119,21 @@ def room_log_probs(
 
 
 def model_answers(
-    log_probs: np.ndarray, coding: LabelCoding, true_counts: np.ndarray, evidence: np.ndarray | None = None
+    log_probs: np.ndarray,
+    coding: LabelCoding,
+    true_counts: np.ndarray,
+    evidence: np.ndarray | None = None,
+    presence: float = PRESENCE,
 ) -> dict[str, np.ndarray]:
     """The model's scored angles (N, S): ``model`` with its own count (a counting model) or told
     the count (a model without the "no source" class), and for a counting model also
-    ``model_known_count``, told the count as the baselines are. With ``evidence``
+    ``model_known_count``, told the count as the baselines are; its own count keeps the slots
+    whose presence is above ``presence`` (``evaluate.presence``). With ``evidence``
     (:func:`turn_evidence`), ``model`` adds the talkers who take turns (:func:`add_turn_talkers`)."""
     known = decode_known_count(log_probs, true_counts, coding)
     if not coding.counting:
         return {"model": known}
-    found = decode_angles(log_probs, coding)
+    found = decode_angles(log_probs, coding, presence)
     if evidence is not None:
         found = add_turn_talkers(found, evidence, coding)
     return {"model": found, "model_known_count": known}
@@ -137,12 +142,12 @@ def model_answers(
 def predict_split(model: SSLModel, features, p: Params, device: str | torch.device = "cpu") -> np.ndarray:
     """Sorted predicted slot angles (rooms, n_sources) in degrees (NaN = no source): pooled
     windows every ``evaluate.hop_s`` (and the swapped channels when ``evaluate.mirror``),
-    decoded as ``labels.*`` says, with the talkers who take turns when ``evaluate.turns`` (the
-    evaluate stage's)."""
+    decoded as ``labels.*`` says and counted at ``evaluate.presence``, with the talkers who take
+    turns when ``evaluate.turns`` (the evaluate stage's)."""
     coding = LabelCoding.from_params(p)
     ev = p.evaluate
     logp, evidence = room_log_probs(
         model, features, p.hop_frames, coding, device=device, mirror=ev.mirror, turns=ev.turns
     )
-    found = decode_angles(logp, coding)
+    found = decode_angles(logp, coding, ev.presence)
     return found if evidence is None else add_turn_talkers(found, evidence, coding)

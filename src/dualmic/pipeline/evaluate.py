@@ -87,7 +87,7 @@ def run(
     )
     pred_classes = np.sort(log_probs.argmax(-1), axis=1)
     true_counts = source_counts(angles)
-    answers = model_answers(log_probs, coding, true_counts, evidence)
+    answers = model_answers(log_probs, coding, true_counts, evidence, ev.presence)
     bar = progress_bar("srp-phat eval", n) if mix is not None else contextlib.nullcontext()
     with bar as advance:
         pred = method_angles(

@@ -213,7 +213,7 @@ def predictions(
         net, rendered.features, p.hop_frames, coding, device=device, mirror=ev.mirror, turns=ev.turns
     )
     true_counts = source_counts(rendered.angles)
-    answers = model_answers(log_probs, coding, true_counts, evidence)
+    answers = model_answers(log_probs, coding, true_counts, evidence, ev.presence)
     mixture = rendered.mixture if srp_phat else None
     pred = method_angles(
         answers.pop("model"), mixture, meta["mic_distance_m"], p, train_angles, counts=true_counts
