@@ -21,7 +21,7 @@ Conditions (``--n-rooms`` rooms each, two talkers unless said; RT60 0.1-0.7 s un
 
     .venv/bin/python benchmarks/ism_recordings.py render /tmp/ism_recs          # ~6 min on 2 cores
     .venv/bin/python benchmarks/ism_recordings.py score /tmp/ism_recs --model models/model.pt \\
-        [--model other/model.pt ...] [--json ism_recordings.json]
+        [--model other/model.pt ...] [--presence 0.4] [--json ism_recordings.json]
 
 Needs the ``espeak-ng`` program (Debian: apt-get install espeak-ng).
 """
@@ -133,9 +133,10 @@ def render(
         (folder / "truth.json").write_text(json.dumps(truth, indent=1))
 
 
-def _cli_answers(folder: Path, model: Path) -> dict[str, list[float]]:
-    """``dualmic predict --json`` over the folder: file name -> angles found."""
+def _cli_answers(folder: Path, model: Path, presence: float) -> dict[str, list[float]]:
+    """``dualmic predict --json --presence P`` over the folder: file name -> angles found."""
     cmd = [sys.executable, "-m", "dualmic.cli", "predict", str(folder), "--model", str(model), "--json"]
+    cmd += ["--presence", str(presence)]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         last = (run.stderr.strip().splitlines() or ["no message"])[-1]
@@ -151,6 +152,7 @@ def _mae(pred: list[np.ndarray], true: list[np.ndarray]) -> float:
 def score(
     folder: Path = typer.Argument(..., help="folder written by render"),
     models: list[Path] = typer.Option([Path("models/model.pt")], "--model", help="model file(s)"),
+    presence: float = typer.Option(0.5, help="predict --presence: how sure a slot must be to count a talker"),
     params_path: Path = params_option(),
     json_out: Path | None = json_option(),
 ) -> None:
@@ -163,10 +165,15 @@ def score(
         files = sorted(truth)
         fs = p.simulate.sample_rate
         audio = {f: read_recording(folder / f, fs) for f in files}
-        results: dict = {"date": utc_now(), "machine": machine_info(), "files": len(files)}
+        results: dict = {
+            "date": utc_now(),
+            "machine": machine_info(),
+            "files": len(files),
+            "presence": presence,
+        }
         table: dict[str, dict[str, str]] = {}
         for m, path in enumerate(models):
-            found = _cli_answers(folder, path)
+            found = _cli_answers(folder, path, presence)
             model, meta = load_predict_model(path)
             coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
             told = {}
@@ -202,7 +209,10 @@ def score(
         print("|---" * (len(heads) + 1) + "|")
         for cond, row in table.items():
             print(f"| `{cond}` | " + " | ".join(row[h] for h in heads) + " |")
-        print("models: count accuracy (own count) / MAE told the count (deg); SRP-PHAT told the count")
+        print(
+            f"models: count accuracy (own count, --presence {presence:g}) / MAE told the count (deg); "
+            "SRP-PHAT told the count"
+        )
         for m, path in enumerate(models):
             print(f"model {m}: {path}")
         if json_out:
