@@ -207,7 +207,42 @@ def test_slot_confidence_is_the_mass_around_the_peak():
             (),
             ["mono.wav", "has 1 channel;", "two-channel recording (mic 0, mic 1)"],
         ),
-        ("three", "three.wav", "model.pt", (), ["three.wav", "has 3 channels", "two-channel"]),
+        (
+            "three",
+            "three.wav",
+            "model.pt",
+            (),
+            ["three.wav", "has 3 channels", "two-channel", "--channels A,B"],
+        ),
+        (
+            "channel 3 of 3",
+            "three.wav",
+            "model.pt",
+            ("--channels", "0,3"),
+            ["three.wav", "has 3 channels (0 to 2)", "--channels 0,3", "channel 3"],
+        ),
+        (
+            "channels twice",
+            "three.wav",
+            "model.pt",
+            ("--channels", "1,1"),
+            ["--channels '1,1'", "two different"],
+        ),
+        (
+            "channels words",
+            "three.wav",
+            "model.pt",
+            ("--channels", "left,right"),
+            ["'left,right'", "e.g. 0,1"],
+        ),
+        ("one channel", "three.wav", "model.pt", ("--channels", "2"), ["--channels '2'", "two different"]),
+        (
+            "mono picked",
+            "mono.wav",
+            "model.pt",
+            ("--channels", "0,1"),
+            ["mono.wav", "has 1 channel (0 to 0)"],
+        ),
         ("short", "short.wav", "model.pt", (), ["short.wav", "0.300 s", "0.5 s"]),
         ("text", "x.wav", "model.pt", (), ["x.wav", "cannot read"]),
         ("missing", "nope.wav", "model.pt", (), ["nope.wav", "not found"]),
@@ -426,3 +461,24 @@ def test_cli_presence_counts_more_talkers_the_lower_it_is(workdir):
         counts.append(json.loads(res.stdout)["n_sources"])
         assert counts[-1] == int((sure > cut).sum()), (cut, sure)
     assert counts == sorted(counts, reverse=True) and counts[0] == 2
+
+
+def test_cli_channels_picks_two_channels_of_a_larger_file_in_the_order_given(workdir, tmp_path):
+    """--channels A,B reads channel A as mic 0 and B as mic 1: a 3-channel file answers as the
+    two-channel file of those channels, and B,A as the channel-swapped one."""
+    model = str(workdir / "model.pt")
+    data, rate = sf.read(workdir / "three.wav", dtype="float32", always_2d=True)
+    for name, cols in (("02.wav", [0, 2]), ("20.wav", [2, 0])):
+        sf.write(tmp_path / name, data[:, cols], rate, subtype="FLOAT")
+    answers = [
+        invoke(str(workdir / "three.wav"), "--model", model, "--json", "--channels", "0,2"),
+        invoke(str(tmp_path / "02.wav"), "--model", model, "--json"),
+        invoke(str(workdir / "three.wav"), "--model", model, "--json", "--channels", "2, 0"),
+        invoke(str(tmp_path / "20.wav"), "--model", model, "--json"),
+    ]
+    assert [a.exit_code for a in answers] == [0] * 4, [a.output for a in answers]
+    assert answers[0].stdout == answers[1].stdout and answers[2].stdout == answers[3].stdout
+    check_json(answers[0].stdout)
+    assert read_recording(workdir / "three.wav", RATE, (2, 0)) == pytest.approx(
+        read_recording(tmp_path / "20.wav", RATE)
+    )

@@ -50,7 +50,8 @@ _PREDICT_HELP = (
     "channels and averages the two answers (twice the time). A talker heard in part of the "
     "recording only (talkers who take turns) is reported too unless --no-turns. --presence sets "
     "how sure the model must be before it reports a talker (0.5; lower misses fewer second "
-    "talkers and invents more); --n-sources K gives K angles when you know the count. Any sample "
+    "talkers and invents more); --n-sources K gives K angles when you know the count; --channels "
+    "A,B reads two channels of a file of more. Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -100,6 +101,12 @@ def predict(
         help="how sure (0..1, exclusive) a slot must be that it holds a talker to report it "
         "(evaluate.presence): lower finds more second talkers and invents more",
     ),
+    channels: str | None = typer.Option(
+        None,
+        "--channels",
+        help="A,B: read channel A of each file as mic 0 and channel B as mic 1 (channels count "
+        "from 0), for files of more than two channels",
+    ),
     n_sources: int | None = typer.Option(
         None,
         "--n-sources",
@@ -126,12 +133,13 @@ def predict(
             model_features,
             predict_sources,
         )
-        from dualmic.recording import check_recording, read_recording, recording_paths
+        from dualmic.recording import check_recording, parse_channels, read_recording, recording_paths
 
+        picked = parse_channels(channels)
         paths = recording_paths(recordings)
         if len(paths) > 1:  # every recording is checked before any is answered for (one is as read)
             for path in paths:
-                check_recording(path)
+                check_recording(path, picked)
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
         if n_sources is not None and n_sources > net.cfg.n_slots:
@@ -144,7 +152,7 @@ def predict(
         label, rate = str(meta["label"]), model_features(meta).sample_rate
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
         for path in paths:
-            audio = read_recording(path, rate)
+            audio = read_recording(path, rate, picked)
             warning = delay_warning(audio, meta)
             if warning:
                 typer.echo(f"warning: {path}: {warning}", err=True)

@@ -1,7 +1,8 @@
 """A user's two-channel recording: which files a command line names, reading and checking them
 (one-line errors), resampling to the model's rate, and the delay between the two channels.
 
-Channel 0 is mic 0 (at -x), channel 1 is mic 1 (at +x).
+Channel 0 is mic 0 (at -x), channel 1 is mic 1 (at +x). A file of more channels (a larger array)
+is read through ``channels``: the two of its channels that are mic 0 and mic 1, in that order.
 """
 
 from __future__ import annotations
@@ -42,7 +43,24 @@ def recording_paths(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def _load_recording(path: str | Path) -> tuple[np.ndarray, int]:
+def parse_channels(text: str | None) -> tuple[int, int] | None:
+    """``--channels A,B`` → (A, B): two different channel numbers (0-based) of a recording, mic 0
+    first; None stays None (the file's own two channels)."""
+    if text is None:
+        return None
+    parts = [t.strip() for t in str(text).split(",")]
+    if len(parts) != 2 or not all(t.isascii() and t.isdigit() for t in parts):
+        raise DualmicError(
+            f"--channels {text!r}: give two different channel numbers, mic 0's first, e.g. 0,1 "
+            "(channels count from 0)"
+        )
+    a, b = int(parts[0]), int(parts[1])
+    if a == b:
+        raise DualmicError(f"--channels {text!r}: give two different channel numbers, e.g. 0,1")
+    return a, b
+
+
+def _load_recording(path: str | Path, channels: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
     """A recording's samples (n, 2) float32 and rate, checked as :func:`read_recording` says."""
     p = Path(path)
     if not p.exists():
@@ -58,10 +76,18 @@ def _load_recording(path: str | Path) -> tuple[np.ndarray, int]:
             "can decode (wav, flac, ogg)"
         ) from None
     n_samples, n_channels = data.shape
-    if n_channels != 2:
-        plural = "channel" if n_channels == 1 else "channels"
+    plural = "channel" if n_channels == 1 else "channels"
+    if channels is not None:
+        if max(channels) >= n_channels:
+            raise DualmicError(
+                f"recording {p} has {n_channels} {plural} (0 to {n_channels - 1}); --channels "
+                f"{channels[0]},{channels[1]} names channel {max(channels)}"
+            )
+        data = data[:, list(channels)]
+    elif n_channels != 2:
         raise DualmicError(
             f"recording {p} has {n_channels} {plural}; a two-channel recording (mic 0, mic 1) is needed"
+            + (", or pick two with --channels A,B" if n_channels > 2 else "")
         )
     duration = n_samples / rate
     if duration < MIN_DURATION_S:
@@ -73,20 +99,23 @@ def _load_recording(path: str | Path) -> tuple[np.ndarray, int]:
     return data, int(rate)
 
 
-def check_recording(path: str | Path) -> None:
+def check_recording(path: str | Path, channels: tuple[int, int] | None = None) -> None:
     """Raise the DualmicError :func:`read_recording` would, without resampling or keeping the
     samples: ``dualmic predict`` checks every recording before it answers for any."""
-    _load_recording(path)
+    _load_recording(path, channels)
 
 
-def read_recording(path: str | Path, sample_rate: int) -> np.ndarray:
+def read_recording(path: str | Path, sample_rate: int, channels: tuple[int, int] | None = None) -> np.ndarray:
     """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
+    ``channels`` (A, B): read channel A of the file as mic 0 and channel B as mic 1 (a file of
+    any number of channels); None: the file must have two.
 
     Raises:
         DualmicError: (one line naming the file) if it is missing or not decodable audio, has
-            other than two channels, lasts less than 0.5 s, holds NaN/inf or is all zeros.
+            other than two channels (or fewer than ``channels`` name), lasts less than 0.5 s,
+            holds NaN/inf or is all zeros.
     """
-    data, rate = _load_recording(path)
+    data, rate = _load_recording(path, channels)
     audio = torch.from_numpy(np.ascontiguousarray(data.T))
     if rate != int(sample_rate):
         audio = AF.resample(audio, rate, int(sample_rate))
