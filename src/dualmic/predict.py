@@ -22,7 +22,7 @@ import torch
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.decoding import PRESENCE, pooled_probs, slot_peak_deg, slot_presence
+from dualmic.learn.decoding import PRESENCE, most_sure_slots, pooled_probs, slot_peak_deg, slot_presence
 from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
@@ -220,19 +220,18 @@ def predict_sources(
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)
     angles = slot_peak_deg(logp, coding)
     confidence = slot_confidence(logp, coding.n_classes)
-    if n_sources is not None:
+    if n_sources is not None:  # a known count: the slots most sure to hold a source answer
         if not 0 <= n_sources <= len(logp):
             raise DualmicError(
                 f"--n-sources {n_sources}: this model has {len(logp)} slots; give 0 to {len(logp)}"
             )
-        best = np.argsort(-slot_presence(logp, coding), kind="stable")[:n_sources]
-        pairs = sorted(zip(angles[best].tolist(), confidence[best].tolist(), strict=True))
-        return [(round(float(a), 2), round(float(c), 4)) for a, c in pairs]
-    present = np.ones(len(logp), dtype=bool)
-    if coding.counting:  # a slot holds a source when it is more sure than ``presence`` that it does
-        present = slot_presence(logp, coding) > presence
-    pairs = sorted(zip(angles[present].tolist(), confidence[present].tolist(), strict=True))
-    if turns and coding.counting:
+        keep = most_sure_slots(logp, coding)[:n_sources]
+    elif coding.counting:  # a slot holds a source when it is more sure than ``presence`` that it does
+        keep = slot_presence(logp, coding) > presence
+    else:
+        keep = np.ones(len(logp), dtype=bool)
+    pairs = sorted(zip(angles[keep].tolist(), confidence[keep].tolist(), strict=True))
+    if turns and coding.counting and n_sources is None:
         found = np.full((1, len(logp)), np.nan)
         conf = np.full((1, len(logp)), np.nan)
         found[0, : len(pairs)], conf[0, : len(pairs)] = [a for a, _ in pairs], [c for _, c in pairs]

@@ -61,6 +61,12 @@ def slot_presence(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
     return 1.0 - prob[..., coding.n_classes] if coding.counting else prob.max(-1)
 
 
+def most_sure_slots(log_probs: np.ndarray, coding: LabelCoding) -> np.ndarray:
+    """Slot indices (..., S) from the slot most sure to hold a source (:func:`slot_presence`) to
+    the least; ties keep slot order. The slots that answer when the count is known."""
+    return np.argsort(-slot_presence(log_probs, coding), axis=-1, kind="stable")
+
+
 def decode_angles(log_probs: np.ndarray, coding: LabelCoding, presence: float = PRESENCE) -> np.ndarray:
     """Predicted slot angles (N, S) degrees, sorted ascending; NaN (sorted last) where a counting
     model's :func:`slot_presence` is ``presence`` or less (at 0.5: "no source" holds half or more
@@ -78,7 +84,7 @@ def decode_known_count(log_probs: np.ndarray, counts: np.ndarray, coding: LabelC
     slots most sure to hold a source (:func:`slot_presence`) give their angles, sorted, then NaN.
     Scores models with and without counting (and baselines) on the same footing."""
     angle = slot_peak_deg(log_probs, coding)
-    order = np.argsort(-slot_presence(log_probs, coding), axis=-1, kind="stable")
+    order = most_sure_slots(log_probs, coding)
     out = np.full(angle.shape, np.nan)
     for i, k in enumerate(np.asarray(counts, dtype=np.int64)):
         out[i, :k] = np.sort(angle[i, order[i, :k]])
