@@ -27,8 +27,14 @@ from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
-from dualmic.predict import delay_warning, model_features, predict_angles, recording_windows
-from dualmic.recording import channel_delay_s, read_recording
+from dualmic.predict import (
+    delay_warning,
+    mic_distance_stretch,
+    model_features,
+    predict_angles,
+    recording_windows,
+)
+from dualmic.recording import channel_delay_s, read_recording, stretch_audio
 
 RATE = 16000
 
@@ -257,11 +263,12 @@ def test_slot_confidence_is_the_mass_around_the_peak():
             "spacing",
             "speech.wav",
             "model.pt",
-            ("--mic-distance", "0.15"),
+            ("--mic-distance", "0.25"),
             [
-                "0.15 m",
-                "trained for mics 0.1 m apart",
-                "simulate.mic_offsets=[[-0.075,0.0,0.0],[0.075,0.0,0.0]]",
+                "0.25 m",
+                "reads mics 0.05 to 0.2 m apart",
+                "trained for 0.1 m",
+                "simulate.mic_offsets=[[-0.125,0.0,0.0],[0.125,0.0,0.0]]",
             ],
         ),
         ("spacing 0", "speech.wav", "model.pt", ("--mic-distance", "0"), ["--mic-distance 0", "> 0"]),
@@ -356,6 +363,40 @@ def test_the_models_own_mic_distance_is_accepted(workdir):
         str(workdir / "speech.wav"), "--model", str(workdir / "model.pt"), "--json", "--mic-distance", "0.102"
     )
     assert same.exit_code == 0 and same.stdout == plain.stdout
+
+
+def test_other_mic_distances_are_read_by_stretching_time(workdir, tmp_path):
+    """--mic-distance D reads a recording of mics D apart as if sampled (model distance / D)
+    times slower: the same answer as the same samples written at that rate."""
+    model = str(workdir / "model.pt")
+    raw, _ = sf.read(workdir / "speech.wav", dtype="float32", always_2d=True)
+    sf.write(tmp_path / "as32k.wav", raw, 32000, subtype="FLOAT")  # 0.2 m apart: 2x the model's
+    sf.write(tmp_path / "as8k.wav", raw, 8000, subtype="FLOAT")  # 0.05 m apart: half
+    for distance, same in (("0.2", "as32k.wav"), ("0.05", "as8k.wav")):
+        stretched = invoke(
+            str(workdir / "speech.wav"), "--model", model, "--json", "--mic-distance", distance
+        )
+        declared = invoke(str(tmp_path / same), "--model", model, "--json")
+        assert stretched.exit_code == 0 and stretched.stdout == declared.stdout, (distance, stretched.output)
+    meta = torch.load(workdir / "model.pt", weights_only=True)["meta"]
+    assert mic_distance_stretch(meta, 0.104) == 1.0  # within 5 %: read as it is
+    assert mic_distance_stretch(meta, 0.07) == pytest.approx(0.1 / 0.07)
+
+
+def test_stretching_time_gives_the_delays_of_the_models_mics():
+    """A source at 60 deg lateral heard by mics 0.2 m apart (a pure delay of d cos 60 / c),
+    stretched by 0.1 / 0.2: the channels are as far apart as mics 0.1 m apart hear it."""
+    rate, c = 48000, 343.0
+    rng = np.random.default_rng(9)
+    for distance in (0.05, 0.07, 0.2):
+        delay_s = distance * np.cos(np.radians(60.0)) / c
+        pair = delayed_pair(synthetic_speech(rng, 3 * rate, rate), delay_s * rate)  # channel 0 behind
+        audio = stretch_audio(pair, rate, RATE, 0.1 / distance)
+        assert audio.dtype == np.float32 and audio.shape[0] == 2
+        assert audio.shape[1] == pytest.approx(3 * RATE * 0.1 / distance, abs=1)
+        want = 0.1 * np.cos(np.radians(60.0)) / c
+        # within 2 us (a 0.3 deg error at 60 deg); the file as it is would be 72-146 us off
+        assert -channel_delay_s(audio, RATE, upsample=64) == pytest.approx(want, abs=2e-6), distance
 
 
 def test_read_recording_resamples_and_keeps_channel_order(workdir):

@@ -51,7 +51,8 @@ _PREDICT_HELP = (
     "recording only (talkers who take turns) is reported too unless --no-turns. --presence sets "
     "how sure the model must be before it reports a talker (0.5; lower misses fewer second "
     "talkers and invents more); --n-sources K gives K angles when you know the count; --channels "
-    "A,B reads two channels of a file of more. Any sample "
+    "A,B reads two channels of a file of more; --mic-distance D reads mics 0.5 to 2 x the "
+    "model's distance apart (the recording stretched in time to match). Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -87,7 +88,9 @@ def predict(
     mic_distance: float | None = typer.Option(
         None,
         "--mic-distance",
-        help="metres between your two mics (or ears): checked against the model's, which must match",
+        help="metres between your two mics (or ears), when not the model's: the recording's time axis "
+        "is stretched by model distance / yours, so its delays are those of the model's mics (0.5 to 2 "
+        "x the model's distance)",
     ),
     turns: bool = typer.Option(
         True,
@@ -127,9 +130,9 @@ def predict(
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
         from dualmic.predict import (
-            check_mic_distance,
             delay_warning,
             load_predict_model,
+            mic_distance_stretch,
             model_features,
             predict_sources,
         )
@@ -147,12 +150,11 @@ def predict(
                 f"--n-sources {n_sources}: this model localises at most {net.cfg.n_slots} talkers; "
                 f"give 0 to {net.cfg.n_slots}"
             )
-        if mic_distance is not None:
-            check_mic_distance(meta, mic_distance)
+        stretch = 1.0 if mic_distance is None else mic_distance_stretch(meta, mic_distance)
         label, rate = str(meta["label"]), model_features(meta).sample_rate
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
         for path in paths:
-            audio = read_recording(path, rate, picked)
+            audio = read_recording(path, rate, picked, stretch)
             warning = delay_warning(audio, meta)
             if warning:
                 typer.echo(f"warning: {path}: {warning}", err=True)

@@ -75,23 +75,31 @@ def model_features(meta: dict) -> FeatureConfig:
 
 
 MIC_DISTANCE_TOLERANCE = 0.05  # relative: a recording's mic distance may differ this much from the model's
+MIC_DISTANCE_RANGE = (0.5, 2.0)  # x the model's: spacings read by stretching time (README: other spacings)
 
 
-def check_mic_distance(meta: dict, mic_distance_m: float) -> None:
-    """Refuse, in one line that says how to train a matching model, a recording whose mics are
-    another distance apart than the model's (its delays would map to other angles)."""
+def mic_distance_stretch(meta: dict, mic_distance_m: float) -> float:
+    """How much to stretch the time axis of a recording of mics ``mic_distance_m`` apart so that
+    the model, trained for mics ``meta["mic_distance_m"]`` apart, hears its delays as its own:
+    model distance / recording's distance (:func:`dualmic.recording.stretch_audio`); 1.0 within
+    ``MIC_DISTANCE_TOLERANCE``. A spacing outside ``MIC_DISTANCE_RANGE`` x the model's is
+    refused in one line that says how to train a model for it."""
     model_m = float(model_features(meta).mic_distance_m)
     if not (mic_distance_m > 0 and np.isfinite(mic_distance_m)):
         raise DualmicError(
             f"--mic-distance {mic_distance_m:g}: give the distance between the mics in metres, > 0"
         )
-    if abs(mic_distance_m - model_m) > MIC_DISTANCE_TOLERANCE * model_m:
+    if abs(mic_distance_m - model_m) <= MIC_DISTANCE_TOLERANCE * model_m:
+        return 1.0
+    lo, hi = (f * model_m for f in MIC_DISTANCE_RANGE)
+    if not lo <= mic_distance_m <= hi:
         half = round(mic_distance_m / 2, 4)
         raise DualmicError(
-            f"--mic-distance {mic_distance_m:g} m: this model was trained for mics {model_m:g} m apart "
-            f"(within {MIC_DISTANCE_TOLERANCE:.0%}); train one for yours: dvc exp run -S "
+            f"--mic-distance {mic_distance_m:g} m: this model reads mics {lo:g} to {hi:g} m apart "
+            f"(trained for {model_m:g} m); train one for yours: dvc exp run -S "
             f"'simulate.mic_offsets=[[-{half:g},0.0,0.0],[{half:g},0.0,0.0]]'"
         )
+    return model_m / mic_distance_m
 
 
 # x mic distance / c: a head delays low frequencies by up to 3 a / c, 1.5 x its ear distance / c
@@ -110,9 +118,9 @@ def delay_warning(audio: np.ndarray, meta: dict) -> str | None:
         return None
     return (
         f"the channels are {abs(delay) * 1e3:.2f} ms apart, more than this model's mics "
-        f"{cfg.mic_distance_m:g} m apart allow ({most * 1e3:.2f} ms): mics further apart, ears on a head "
-        "or channels out of sync? The angles are likely wrong; train a model for that array "
-        "(README: Two ears)"
+        f"{cfg.mic_distance_m:g} m apart allow ({most * 1e3:.2f} ms): mics further apart (give "
+        "--mic-distance), ears on a head (README: Two ears) or channels out of sync? The angles are "
+        "likely wrong"
     )
 
 

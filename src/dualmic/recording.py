@@ -7,6 +7,7 @@ is read through ``channels``: the two of its channels that are mic 0 and mic 1, 
 
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -105,10 +106,14 @@ def check_recording(path: str | Path, channels: tuple[int, int] | None = None) -
     _load_recording(path, channels)
 
 
-def read_recording(path: str | Path, sample_rate: int, channels: tuple[int, int] | None = None) -> np.ndarray:
+def read_recording(
+    path: str | Path, sample_rate: int, channels: tuple[int, int] | None = None, stretch: float = 1.0
+) -> np.ndarray:
     """Read a two-channel recording at ``sample_rate``: (2, n_samples) float32, channel 0 = mic 0.
     ``channels`` (A, B): read channel A of the file as mic 0 and channel B as mic 1 (a file of
-    any number of channels); None: the file must have two.
+    any number of channels); None: the file must have two. ``stretch``: the time axis is
+    stretched by this factor (the file read as if sampled ``stretch`` times slower), see
+    :func:`stretch_audio`.
 
     Raises:
         DualmicError: (one line naming the file) if it is missing or not decodable audio, has
@@ -116,10 +121,24 @@ def read_recording(path: str | Path, sample_rate: int, channels: tuple[int, int]
             holds NaN/inf or is all zeros.
     """
     data, rate = _load_recording(path, channels)
-    audio = torch.from_numpy(np.ascontiguousarray(data.T))
-    if rate != int(sample_rate):
-        audio = AF.resample(audio, rate, int(sample_rate))
-    return np.ascontiguousarray(audio.numpy(), dtype=np.float32)
+    return stretch_audio(data.T, rate, sample_rate, stretch)
+
+
+def stretch_audio(audio: np.ndarray, rate: int, sample_rate: int, stretch: float = 1.0) -> np.ndarray:
+    """Audio (2, n) sampled at ``rate``, resampled to ``sample_rate`` with its time axis
+    stretched by ``stretch`` (as if it had been sampled at ``rate / stretch``): float32.
+
+    Stretching time by k = d / d' turns a recording of mics d' apart into one of mics d apart:
+    the same scene scaled by k in every length (room, distances, mic spacing) delays every sound
+    k times as much, so angles are unchanged; only the talkers' pitch and the room's RT60 move
+    (by 1/k and k). The ratio is read as a fraction of denominator at most 1000 (0.1 % at
+    worst, far less for usual spacings)."""
+    x = torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    ratio = Fraction(float(stretch)).limit_denominator(1000)
+    orig, new = int(rate) * ratio.denominator, int(sample_rate) * ratio.numerator
+    if orig != new:
+        x = AF.resample(x, orig, new)
+    return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
 
 def channel_delay_s(
