@@ -360,7 +360,7 @@ def test_a_delay_longer_than_the_models_mics_allow_is_a_warning(workdir, tmp_pat
 def test_the_models_own_mic_distance_is_accepted(workdir):
     plain = invoke(str(workdir / "speech.wav"), "--model", str(workdir / "model.pt"), "--json")
     same = invoke(
-        str(workdir / "speech.wav"), "--model", str(workdir / "model.pt"), "--json", "--mic-distance", "0.102"
+        str(workdir / "speech.wav"), "--model", str(workdir / "model.pt"), "--json", "--mic-distance", "0.1"
     )
     assert same.exit_code == 0 and same.stdout == plain.stdout
 
@@ -379,7 +379,8 @@ def test_other_mic_distances_are_read_by_stretching_time(workdir, tmp_path):
         declared = invoke(str(tmp_path / same), "--model", model, "--json")
         assert stretched.exit_code == 0 and stretched.stdout == declared.stdout, (distance, stretched.output)
     meta = torch.load(workdir / "model.pt", weights_only=True)["meta"]
-    assert mic_distance_stretch(meta, 0.104) == 1.0  # within 5 %: read as it is
+    assert mic_distance_stretch(meta, 0.1) == 1.0  # the model's own: read as it is
+    assert mic_distance_stretch(meta, 0.104) == pytest.approx(0.1 / 0.104)  # any other is stretched
     assert mic_distance_stretch(meta, 0.07) == pytest.approx(0.1 / 0.07)
 
 

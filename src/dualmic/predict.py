@@ -74,23 +74,21 @@ def model_features(meta: dict) -> FeatureConfig:
     return cfg
 
 
-MIC_DISTANCE_TOLERANCE = 0.05  # relative: a recording's mic distance may differ this much from the model's
 MIC_DISTANCE_RANGE = (0.5, 2.0)  # x the model's: spacings read by stretching time (README: other spacings)
 
 
 def mic_distance_stretch(meta: dict, mic_distance_m: float) -> float:
     """How much to stretch the time axis of a recording of mics ``mic_distance_m`` apart so that
     the model, trained for mics ``meta["mic_distance_m"]`` apart, hears its delays as its own:
-    model distance / recording's distance (:func:`dualmic.recording.stretch_audio`); 1.0 within
-    ``MIC_DISTANCE_TOLERANCE``. A spacing outside ``MIC_DISTANCE_RANGE`` x the model's is
-    refused in one line that says how to train a model for it."""
+    model distance / recording's distance (:func:`dualmic.recording.stretch_audio`; 1.0 for
+    the model's own). Any difference counts: 5 % more spacing read as it is would put a source
+    30 deg off the axis 5 deg closer to it. A spacing outside ``MIC_DISTANCE_RANGE`` x the
+    model's is refused in one line that says how to train a model for it."""
     model_m = float(model_features(meta).mic_distance_m)
     if not (mic_distance_m > 0 and np.isfinite(mic_distance_m)):
         raise DualmicError(
             f"--mic-distance {mic_distance_m:g}: give the distance between the mics in metres, > 0"
         )
-    if abs(mic_distance_m - model_m) <= MIC_DISTANCE_TOLERANCE * model_m:
-        return 1.0
     lo, hi = (f * model_m for f in MIC_DISTANCE_RANGE)
     if not lo <= mic_distance_m <= hi:
         half = round(mic_distance_m / 2, 4)
