@@ -33,6 +33,7 @@ from dualmic.predict import (
     model_features,
     predict_angles,
     recording_windows,
+    segment_bounds,
 )
 from dualmic.recording import channel_delay_s, read_recording, stretch_audio
 
@@ -282,6 +283,7 @@ def test_slot_confidence_is_the_mass_around_the_peak():
             ["--n-sources 3", "at most 2", "0 to 2"],
         ),
         ("n-sources -1", "speech.wav", "model.pt", ("--n-sources", "-1"), ["--n-sources -1", "0 or more"]),
+        ("segment", "speech.wav", "model.pt", ("--segment", "0.2"), ["--segment 0.2", "at least 0.5"]),
     ],
 )
 def test_cli_errors_are_one_line(workdir, name, recording, model, extra, words):
@@ -398,6 +400,33 @@ def test_stretching_time_gives_the_delays_of_the_models_mics():
         want = 0.1 * np.cos(np.radians(60.0)) / c
         # within 2 us (a 0.3 deg error at 60 deg); the file as it is would be 72-146 us off
         assert -channel_delay_s(audio, RATE, upsample=64) == pytest.approx(want, abs=2e-6), distance
+
+
+def test_segments_are_answered_each_as_a_recording_of_its_own(workdir, tmp_path):
+    """--segment S: a line per S seconds with its start and end, each the answer to that part of
+    the file alone; a silent part has no source; a last piece under 0.5 s joins the one before."""
+    model = str(workdir / "model.pt")
+    first, second = two_talkers(11, 2.0, RATE), 0.3 * two_talkers(12, 2.2, RATE)[::-1]  # channels swapped
+    silent = np.zeros((2, RATE), dtype=np.float32)
+    sf.write(tmp_path / "whole.wav", np.concatenate([first, second, silent], axis=1).T, RATE, subtype="FLOAT")
+    sf.write(tmp_path / "first.wav", first.T, RATE, subtype="FLOAT")
+    res = invoke(str(tmp_path / "whole.wav"), "--model", model, "--json", "--segment", "2")
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(line) for line in res.stdout.strip().splitlines()]
+    assert [(r["start_s"], r["end_s"]) for r in lines] == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.2)]
+    alone = json.loads(invoke(str(tmp_path / "first.wav"), "--model", model, "--json").stdout)
+    assert {k: v for k, v in lines[0].items() if k not in ("start_s", "end_s")} == alone
+    assert bounds_of(5.2, 2.0) == [(0, 2 * RATE), (2 * RATE, 4 * RATE), (4 * RATE, int(5.2 * RATE))]
+    assert bounds_of(4.3, 2.0) == [(0, 2 * RATE), (2 * RATE, int(4.3 * RATE))]  # 0.3 s joins
+    assert bounds_of(4.3, 2.0, 0.5) == [(0, RATE), (RATE, int(2.15 * RATE))]  # file seconds, stretched
+    sf.write(tmp_path / "quiet.wav", np.concatenate([first, silent, silent], axis=1).T, RATE, subtype="FLOAT")
+    text = invoke(str(tmp_path / "quiet.wav"), "--model", model, "--segment", "2")
+    assert text.exit_code == 0 and text.stdout.strip().splitlines()[1] == "2-4 s: no source", text.output
+    assert text.stdout.startswith("0-2 s: ")
+
+
+def bounds_of(seconds: float, segment_s: float, stretch: float = 1.0) -> list[tuple[int, int]]:
+    return segment_bounds(int(round(seconds * stretch * RATE)), RATE, segment_s, stretch)
 
 
 def test_read_recording_resamples_and_keeps_channel_order(workdir):

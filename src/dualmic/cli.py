@@ -52,7 +52,8 @@ _PREDICT_HELP = (
     "how sure the model must be before it reports a talker (0.5; lower misses fewer second "
     "talkers and invents more); --n-sources K gives K angles when you know the count; --channels "
     "A,B reads two channels of a file of more; --mic-distance D reads mics 0.5 to 2 x the "
-    "model's distance apart (the recording stretched in time to match). Any sample "
+    "model's distance apart (the recording stretched in time to match); --segment S answers "
+    "every S seconds on its own line. Any sample "
     "rate is resampled to the model's; at least 0.5 s is needed; recordings longer than the "
     "model window are scored in windows and pooled."
 )
@@ -110,6 +111,12 @@ def predict(
         help="A,B: read channel A of each file as mic 0 and channel B as mic 1 (channels count "
         "from 0), for files of more than two channels",
     ),
+    segment: float | None = typer.Option(
+        None,
+        "--segment",
+        help="seconds: answer for each segment of this length (>= 0.5) in turn, as a recording of "
+        "its own, one line each with its start and end (talkers who move or change)",
+    ),
     n_sources: int | None = typer.Option(
         None,
         "--n-sources",
@@ -134,9 +141,21 @@ def predict(
             load_predict_model,
             mic_distance_stretch,
             model_features,
+            predict_segments,
             predict_sources,
         )
-        from dualmic.recording import check_recording, parse_channels, read_recording, recording_paths
+        from dualmic.recording import (
+            MIN_DURATION_S,
+            check_recording,
+            parse_channels,
+            read_recording,
+            recording_paths,
+        )
+
+        if segment is not None and not segment >= MIN_DURATION_S:
+            raise DualmicError(
+                f"--segment {segment:g}: give seconds per segment, at least {MIN_DURATION_S:g}"
+            )
 
         picked = parse_channels(channels)
         paths = recording_paths(recordings)
@@ -158,15 +177,29 @@ def predict(
             warning = delay_warning(audio, meta)
             if warning:
                 typer.echo(f"warning: {path}: {warning}", err=True)
-            sources = predict_sources(audio, net, meta, dev, decode, mirror, turns, presence, n_sources)
-            typer.echo(_answer(path if several else None, sources, label, as_json))
+            options = dict(decode=decode, mirror=mirror, turns=turns, presence=presence, n_sources=n_sources)
+            if segment is None:
+                sources = predict_sources(audio, net, meta, dev, **options)
+                typer.echo(_answer(path if several else None, sources, label, as_json))
+                continue
+            for start, end, sources in predict_segments(audio, net, meta, segment, stretch, dev, **options):
+                typer.echo(_answer(path if several else None, sources, label, as_json, (start, end)))
 
 
-def _answer(path: Path | None, sources: list[tuple[float, float]], label: str, as_json: bool) -> str:
-    """One line of ``dualmic predict`` output; ``path`` names the recording when there are several."""
+def _answer(
+    path: Path | None,
+    sources: list[tuple[float, float]],
+    label: str,
+    as_json: bool,
+    span: tuple[float, float] | None = None,
+) -> str:
+    """One line of ``dualmic predict`` output; ``path`` names the recording when there are several,
+    ``span`` the segment's start and end in seconds (``--segment``)."""
     angles, confidence = [a for a, _ in sources], [c for _, c in sources]
     if as_json:
         answer = {"n_sources": len(angles), "angles_deg": angles, "confidence": confidence, "label": label}
+        if span is not None:
+            answer = {"start_s": span[0], "end_s": span[1], **answer}
         return json.dumps(answer if path is None else {"file": str(path), **answer})
     if not sources:
         text = "no source"
@@ -174,6 +207,8 @@ def _answer(path: Path | None, sources: list[tuple[float, float]], label: str, a
         count = "1 source" if len(sources) == 1 else f"{len(sources)} sources"
         shown = ", ".join(f"{a:g} deg (confidence {c:.2f})" for a, c in sources)
         text = f"{count}: {shown} ({_LABEL_HELP.get(label, label)})"
+    if span is not None:
+        text = f"{span[0]:g}-{span[1]:g} s: {text}"
     return text if path is None else f"{path}: {text}"
 
 

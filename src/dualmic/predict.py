@@ -28,7 +28,7 @@ from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import load_model
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
-from dualmic.recording import channel_delay_s
+from dualmic.recording import MIN_DURATION_S, channel_delay_s
 
 META_KEYS = (
     "label",
@@ -98,6 +98,20 @@ def mic_distance_stretch(meta: dict, mic_distance_m: float) -> float:
             f"'simulate.mic_offsets=[[-{half:g},0.0,0.0],[{half:g},0.0,0.0]]'"
         )
     return model_m / mic_distance_m
+
+
+def segment_bounds(
+    n_samples: int, sample_rate: int, segment_s: float, stretch: float = 1.0
+) -> list[tuple[int, int]]:
+    """Sample ranges [lo, hi) of consecutive ``segment_s``-second segments of a recording read at
+    ``sample_rate`` with its time axis stretched by ``stretch`` (``segment_s`` in the file's own
+    seconds). A last piece shorter than ``MIN_DURATION_S`` joins the segment before it."""
+    size = max(1, int(round(segment_s * stretch * sample_rate)))
+    least = int(round(MIN_DURATION_S * stretch * sample_rate))
+    starts = list(range(0, n_samples, size))
+    if len(starts) > 1 and n_samples - starts[-1] < least:
+        starts.pop()
+    return [(lo, starts[i + 1] if i + 1 < len(starts) else n_samples) for i, lo in enumerate(starts)]
 
 
 # x mic distance / c: a head delays low frequencies by up to 3 a / c, 1.5 x its ear distance / c
@@ -244,3 +258,26 @@ def predict_sources(
         found = add_turn_talkers(found, turn_evidence(windows[None], coding), coding, conf)
         pairs = [(a, c) for a, c in zip(found[0], conf[0], strict=True) if np.isfinite(a)]
     return [(round(float(a), 2), round(float(c), 4)) for a, c in pairs]
+
+
+def predict_segments(
+    audio: np.ndarray,
+    model: SSLModel,
+    meta: dict,
+    segment_s: float,
+    stretch: float = 1.0,
+    device: str | torch.device = "cpu",
+    **options,
+) -> list[tuple[float, float, list[tuple[float, float]]]]:
+    """:func:`predict_sources` of every ``segment_s``-second segment of a recording (2, n) read at
+    the model's rate with its time axis stretched by ``stretch`` (:func:`segment_bounds`), each
+    as a recording of its own (its own level, windows and count): (start s, end s, sources) with
+    times in the file's seconds. A silent segment (all samples zero) has no source. ``options``:
+    those of :func:`predict_sources`."""
+    rate = model_features(meta).sample_rate
+    out = []
+    for lo, hi in segment_bounds(audio.shape[-1], rate, segment_s, stretch):
+        piece = audio[:, lo:hi]
+        sources = predict_sources(piece, model, meta, device, **options) if np.any(piece) else []
+        out.append((round(lo / (rate * stretch), 3), round(hi / (rate * stretch), 3), sources))
+    return out
