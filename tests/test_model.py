@@ -184,6 +184,35 @@ def test_model_files_without_frontend_are_the_published_grid(tmp_path):
     assert loaded.cfg.frontend == "patches"
 
 
+def test_stem_layers_sets_the_full_resolution_convolutions(tmp_path):
+    """model.stem_layers 1: one 3x3 convolution straight to 8 channels before the patch
+    convolutions (2: the published 4 -> 4 -> 8); the file of a one-layer model says so and loads
+    back, and a two-layer model's file has no stem_layers key (the layout it always had)."""
+    from dualmic.learn.model_file import load_model, model_meta, save_model
+
+    raw = tiny_raw_params()
+    assert model_config(parse_params(raw)).stem_layers == 2
+    raw["model"]["stem_layers"] = 1
+    cfg = model_config(parse_params(raw))
+    assert cfg.stem_layers == 1
+    one, two = SSLModel(cfg), SSLModel(replace(cfg, stem_layers=2))
+    convs = [[m for m in net.inter_conv.modules() if isinstance(m, torch.nn.Conv2d)] for net in (one, two)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs[0]] == [
+        (cfg.in_channels, 8, (3, 3))
+    ]
+    assert [(c.in_channels, c.out_channels) for c in convs[1]] == [(cfg.in_channels, 4), (4, 8)]
+    x = torch.randn(2, cfg.in_channels, cfg.n_freq, cfg.n_frames)
+    assert one(x).shape == two(x).shape
+    assert "stem_layers" not in two.cfg.to_dict() and one.cfg.to_dict()["stem_layers"] == 1
+    save_model(tmp_path / "one.pt", one, model_meta(parse_params(raw)))
+    loaded, _ = load_model(tmp_path / "one.pt")
+    assert loaded.cfg.stem_layers == 1
+    torch.testing.assert_close(loaded(x), one.eval()(x))
+    raw["model"]["stem_layers"] = 3
+    with pytest.raises(Exception, match="stem_layers"):
+        parse_params(raw)
+
+
 @pytest.mark.parametrize("frontend", FRONTENDS)
 @pytest.mark.parametrize("frames", [101, 96, 301])
 def test_bf16_autocast_on_cpu_matches_fp32(frames, frontend):

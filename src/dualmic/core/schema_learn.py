@@ -31,6 +31,9 @@ class ModelParams(Section):
     level_norm: StrictBool = True  # log-magnitude inputs rescaled to a unit-RMS window
     # token grid of the last patch convolution (dualmic.learn.model.FRONTENDS)
     frontend: Literal["patches", "bands", "frames"] | None = None
+    # full-resolution 3x3 convolutions before the patch convolutions: 2 (the published 4 -> 4 -> 8
+    # channels) | 1 (one, straight to 8 channels: a cheaper training step)
+    stem_layers: Annotated[int, Strict(), Field(ge=1, le=2)] = 2
 
     @property
     def token_grid(self) -> str:

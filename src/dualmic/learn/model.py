@@ -43,6 +43,9 @@ class ModelConfig:
     level_norm: bool = False
     # the token grid of the last patch convolution (FRONTENDS); older model files are "patches"
     frontend: str = "patches"
+    # full-resolution 3x3 convolutions before the patch convolutions: 2 (4 -> 4 -> 8 channels,
+    # the published) or 1 (straight to 8)
+    stem_layers: int = 2
 
     @property
     def n_outputs(self) -> int:
@@ -50,7 +53,12 @@ class ModelConfig:
         return self.n_classes + int(self.none_class)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields in plain types; ``stem_layers`` only when it is not the published 2, so the
+        files of two-layer models keep the layout they had before it existed."""
+        out = asdict(self)
+        if out["stem_layers"] == 2:
+            del out["stem_layers"]
+        return out
 
 
 def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -112,9 +120,10 @@ class SSLModel(nn.Module):
         self.last_kernel = last_kernel(cfg.n_freq, cfg.n_frames, cfg.frontend)
         if grid_f < 1 or grid_t < 1:
             raise ValueError(f"input {cfg.n_freq}x{cfg.n_frames} is too small for 64x patches")
-        self.inter_conv = nn.Sequential(
-            _conv_bn_gelu(cfg.in_channels, 4, 3, 1, 1), _conv_bn_gelu(4, 8, 3, 1, 1)
-        )
+        if cfg.stem_layers not in (1, 2):
+            raise ValueError(f"stem_layers {cfg.stem_layers}: expected 1 or 2")
+        stem = [(cfg.in_channels, 4), (4, 8)] if cfg.stem_layers == 2 else [(cfg.in_channels, 8)]
+        self.inter_conv = nn.Sequential(*(_conv_bn_gelu(a, b, 3, 1, 1) for a, b in stem))
         self.patch_embed = nn.Sequential(
             _conv_bn_gelu(8, 32, 4, 4, 0),
             _conv_bn_gelu(32, 128, 4, 4, 0),

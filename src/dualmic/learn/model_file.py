@@ -38,6 +38,7 @@ def model_config(p: Params) -> ModelConfig:
         none_class=p.labels.counting,
         level_norm=m.level_norm and "logmag" in p.features.channels,
         frontend=m.token_grid,
+        stem_layers=m.stem_layers,
     )
 
 
