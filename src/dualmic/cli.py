@@ -164,20 +164,15 @@ def predict(
                 check_recording(path, picked)
         dev = resolve_device(device)
         net, meta = load_predict_model(model, dev)
-        if n_sources is not None and n_sources > net.cfg.n_slots:
-            raise DualmicError(
-                f"--n-sources {n_sources}: this model localises at most {net.cfg.n_slots} talkers; "
-                f"give 0 to {net.cfg.n_slots}"
-            )
         stretch = 1.0 if mic_distance is None else mic_distance_stretch(meta, mic_distance)
         label, rate = str(meta["label"]), model_features(meta).sample_rate
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
+        options = dict(decode=decode, mirror=mirror, turns=turns, presence=presence, n_sources=n_sources)
         for path in paths:
             audio = read_recording(path, rate, picked, stretch)
             warning = delay_warning(audio, meta)
             if warning:
                 typer.echo(f"warning: {path}: {warning}", err=True)
-            options = dict(decode=decode, mirror=mirror, turns=turns, presence=presence, n_sources=n_sources)
             if segment is None:
                 sources = predict_sources(audio, net, meta, dev, **options)
                 typer.echo(_answer(path if several else None, sources, label, as_json))

@@ -243,7 +243,8 @@ def predict_sources(
     if n_sources is not None:  # a known count: the slots most sure to hold a source answer
         if not 0 <= n_sources <= len(logp):
             raise DualmicError(
-                f"--n-sources {n_sources}: this model has {len(logp)} slots; give 0 to {len(logp)}"
+                f"--n-sources {n_sources}: this model localises at most {len(logp)} talkers; "
+                f"give 0 to {len(logp)}"
             )
         keep = most_sure_slots(logp, coding)[:n_sources]
     elif coding.counting:  # a slot holds a source when it is more sure than ``presence`` that it does
