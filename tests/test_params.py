@@ -56,6 +56,22 @@ def test_parse_params_matches_load_params(raw):
     assert parse_params(copy.deepcopy(raw)) == load_params(PARAMS_YAML)
 
 
+def test_the_shortest_window_depends_on_the_front_end(raw):
+    """The published 4x4 grid strides in time three times (64 frames at least); `bands` and
+    `frames` only twice (16), so a 20-ms hop still gives them a 1-s window (51 frames)."""
+    r = copy.deepcopy(raw)
+    r["features"]["hop"] = 320
+    for frontend in ("frames", "bands"):
+        r["model"]["frontend"] = frontend
+        assert parse_params(copy.deepcopy(r)).window_frames == 51
+    r["model"]["frontend"] = "patches"
+    with pytest.raises(DualmicError, match=r"51 STFT frames.*frontend patches need >= 64"):
+        parse_params(copy.deepcopy(r))
+    r["model"]["frontend"], r["model"]["window_s"] = "frames", 0.25
+    with pytest.raises(DualmicError, match=r"13 STFT frames.*frontend frames need >= 16"):
+        parse_params(r)
+
+
 def test_rir_duration_overrides_rt60_for_n_taps(raw):
     r = copy.deepcopy(raw)
     r["simulate"]["rir_duration_s"] = 0.25

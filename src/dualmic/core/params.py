@@ -95,11 +95,14 @@ class Params(Section):
     def _model_fits_features(self):
         window_s = self.model.window_seconds
         frames = self.window_frames
-        if frames < _MIN_PATCH_INPUT:
-            need = (_MIN_PATCH_INPUT - 1) * self.features.hop / self.simulate.sample_rate
+        # the 4x4 grid's three patch convolutions all stride in time; bands and frames only two
+        min_frames = _MIN_PATCH_INPUT if self.model.token_grid == "patches" else _MIN_PATCH_INPUT // 4
+        if frames < min_frames:
+            need = (min_frames - 1) * self.features.hop / self.simulate.sample_rate
             raise ValueError(
-                f"model.window_s {window_s:g} s gives {frames} STFT frames; the three 4x4 patch "
-                f"convolutions need >= {_MIN_PATCH_INPUT} (window_s >= {need:g} s)"
+                f"model.window_s {window_s:g} s gives {frames} STFT frames; the patch "
+                f"convolutions of model.frontend {self.model.token_grid} need >= {min_frames} "
+                f"(window_s >= {need:g} s)"
             )
         if self.features.n_fft // 2 < _MIN_PATCH_INPUT:
             raise ValueError(
