@@ -66,3 +66,28 @@ def test_circular_scores_pair_the_closest_way_round():
     assert fb["m.front_back_confusion"] == pytest.approx(1 / 4)  # 2 deg lies on the axis: not judged
     assert fb["m.mae_front_back_resolved_deg"] == pytest.approx(np.mean([4, 10, 20, 30]))
     np.testing.assert_allclose(metrics.separation_deg(true, 360.0), [162, np.nan, 180])
+
+
+@pytest.mark.parametrize("elevation_of_60, expected", [(50.0, 0.0), (20.0, 1 / 3)])
+def test_front_back_near_the_horizontal_leaves_out_sources_far_above_or_below(elevation_of_60, expected):
+    # the rows of test_circular_scores_pair_the_closest_way_round, true angles given unsorted:
+    # each elevation must follow its source through the sorting
+    true = np.array([[200.0, 2.0], [60.0, np.nan], [280.0, 100.0]])
+    elevation = np.array([[0.0, 0.0], [elevation_of_60, np.nan], [10.0, 70.0]])
+    pred = np.array([[190.0, 358.0], [300.0, np.nan], [120.0, 250.0]])
+    fb = metrics.front_back_summary(pred, true, "m", true_elevation_deg=elevation)
+    assert fb["m.front_back_confusion"] == pytest.approx(1 / 4)  # all elevations, as before
+    # judged near the horizontal: 200 (0 deg), 280 (10 deg), and 60 when it is at 20 deg; 100 is at 70
+    assert fb["m.front_back_confusion_horizontal"] == pytest.approx(expected, abs=1e-4)  # 4 decimals
+    assert "m.front_back_confusion_horizontal" not in metrics.front_back_summary(pred, true, "m")
+
+
+def test_slot_values_follow_the_sorted_labels():
+    from dualmic.core.labels import elevation_deg, slot_values
+
+    slots = np.array([[100.0, 280.0], [60.0, np.nan]])
+    angles = np.array([[280.0, 100.0], [200.0, 60.0]])  # source order; room 2's first source is silent
+    got = slot_values(slots, angles, np.array([[1.0, 2.0], [3.0, 4.0]]))
+    np.testing.assert_array_equal(got, [[2.0, 1.0], [4.0, np.nan]])
+    directions = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, -2.0], [0.0, 1.0, 0.0]])
+    np.testing.assert_allclose(elevation_deg(directions), [45, -45, 0])

@@ -50,6 +50,8 @@ def test_binaural_rooms_train_evaluate_and_export(project):
     for method in ("model_known_count", "srp_phat"):
         assert 0 <= scores[f"{method}.mae_deg"] <= 180  # circular errors never exceed 180
         assert f"{method}.front_back_confusion" in scores
+        near = scores[f"{method}.front_back_confusion_horizontal"]  # sources within 30 deg of level
+        assert near is None or 0 <= near <= 1
     polar = pd.read_csv(project / "metrics/plots/polar_error.csv")
     assert polar["hi"].max() == 360
     conditions = json.loads((project / "metrics/conditions.json").read_text())

@@ -57,6 +57,24 @@ def azimuth_deg(direction: np.ndarray) -> np.ndarray:
     return np.abs(np.degrees(np.arctan2(direction[..., 1], direction[..., 0])))
 
 
+def elevation_deg(direction: np.ndarray) -> np.ndarray:
+    """Angle above (+) or below (−) the array's horizontal plane. ``direction``: (..., 3) → (...)
+    degrees in [−90, 90]."""
+    norm = np.linalg.norm(direction, axis=-1)
+    return np.degrees(np.arcsin(np.clip(direction[..., 2] / norm, -1.0, 1.0)))
+
+
+def slot_values(slots_deg: np.ndarray, angles_deg: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per-source ``values`` (n, S) moved into the slot order of sorted labels ``slots_deg`` (n,
+    S), each slot taking the value of the source whose angle (``angles_deg``, source order) it
+    holds; NaN for empty slots."""
+    slots = np.asarray(slots_deg, dtype=np.float64)
+    angles = np.asarray(angles_deg, dtype=np.float64)
+    nearest = np.abs(slots[:, :, None] - angles[:, None, :]).argmin(-1)  # NaN slots: index 0
+    out = np.take_along_axis(np.asarray(values, dtype=np.float64), nearest, axis=1)
+    return np.where(np.isfinite(slots), out, np.nan)
+
+
 def azimuth360_deg(direction: np.ndarray) -> np.ndarray:
     """Full-circle azimuth atan2(y, x) mod 360. ``direction``: (..., 3) → (...) degrees."""
     return np.degrees(np.arctan2(direction[..., 1], direction[..., 0])) % 360.0

@@ -27,7 +27,13 @@ import numpy as np
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy, save_json
-from dualmic.core.labels import LabelCoding, label_period, label_span_deg, source_counts
+from dualmic.core.labels import (
+    LabelCoding,
+    label_period,
+    label_span_deg,
+    slot_values,
+    source_counts,
+)
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.learn.inference import model_answers, room_log_probs
@@ -98,10 +104,12 @@ def run(
     period = label_period(p.labels.angle)
     errors = {name: metrics.slot_errors(pr, angles, period) for name, pr in pred.items()}
     scores: dict = {"label": p.labels.angle}
+    if period is not None:  # each slot's elevation, for the front/back confusion near the horizontal
+        elevation = slot_values(angles, rooms.angles(p.labels.angle), rooms.elevation_deg())
     for name, pr in pred.items():
         scores.update(metrics.summary(pr, angles, name, period))
         if period is not None:
-            scores.update(metrics.front_back_summary(pr, angles, name))
+            scores.update(metrics.front_back_summary(pr, angles, name, true_elevation_deg=elevation))
     if coding.counting:
         scores.update(metrics.count_summary(pred["model"], angles, "model", period))
     separation = metrics.separation_deg(angles, period)

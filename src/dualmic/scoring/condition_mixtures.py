@@ -223,11 +223,16 @@ def predictions(
 
 
 def condition_scores(
-    name: str, pred: dict[str, np.ndarray], angles: np.ndarray, period: float | None = None
+    name: str,
+    pred: dict[str, np.ndarray],
+    angles: np.ndarray,
+    period: float | None = None,
+    elevation: np.ndarray | None = None,
 ) -> dict:
     """Flat scores ``<name>.<method>.mae_deg`` / ``.acc_10deg`` (sources of correctly counted
     rooms), ``<name>.n_rooms``, for a counting model ``<name>.model.count_acc`` and, on a circular
-    label (``period``), the model's ``front_back_confusion``."""
+    label (``period``), the model's ``front_back_confusion`` (and, given each slot's
+    ``elevation``, ``front_back_confusion_horizontal``: the sources within 30° of the horizontal)."""
     out: dict = {f"{name}.n_rooms": int(len(angles))}
     for method, pr in pred.items():
         summary = metrics.summary(pr, angles, f"{name}.{method}", period)
@@ -236,6 +241,6 @@ def condition_scores(
         count = metrics.count_summary(pred["model"], angles, f"{name}.model", period)
         out[f"{name}.model.count_acc"] = count[f"{name}.model.count_acc"]
     if period is not None:
-        key = f"{name}.model.front_back_confusion"
-        out[key] = metrics.front_back_summary(pred["model"], angles, f"{name}.model")[key]
+        fb = metrics.front_back_summary(pred["model"], angles, f"{name}.model", true_elevation_deg=elevation)
+        out.update({k: v for k, v in fb.items() if ".front_back_confusion" in k})
     return out

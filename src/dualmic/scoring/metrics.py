@@ -18,6 +18,7 @@ import numpy as np
 from dualmic.core.labels import angle_difference, source_counts
 
 DECIMALS = 4
+HORIZONTAL_DEG = 30.0  # degrees of elevation within which front/back confusion is also scored apart
 
 
 def _pair(pred_deg, true_deg, period: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -63,12 +64,27 @@ def separation_deg(true_deg, period: float | None = None) -> np.ndarray:
     return np.where(source_counts(true) >= 2, sep, np.nan)
 
 
-def front_back_summary(pred_deg, true_deg, prefix: str, margin_deg: float = 10.0) -> dict:
+def front_back_summary(
+    pred_deg,
+    true_deg,
+    prefix: str,
+    margin_deg: float = 10.0,
+    true_elevation_deg=None,
+    horizontal_deg: float = HORIZONTAL_DEG,
+) -> dict:
     """Front/back scores of full-circle azimuths (labels.angle azimuth360; front = 0..180°):
     ``front_back_confusion``, the fraction of sources (correctly counted rooms, more than
     ``margin_deg`` from the interaural axis) predicted in the wrong hemisphere, and
     ``mae_front_back_resolved_deg``, the MAE of the sources whose hemisphere is right (or that lie
-    within the margin of the axis, where front and back meet)."""
+    within the margin of the axis, where front and back meet).
+
+    With ``true_elevation_deg`` (N, S), each true source's elevation in the same slot order as
+    ``true_deg``, ``front_back_confusion_horizontal`` is the confusion of the sources within
+    ``horizontal_deg`` of the horizontal plane: far above or below the head, front and back
+    converge (a source overhead is neither), so the pinna has little to tell them by."""
+    if true_elevation_deg is not None:
+        order = np.argsort(np.asarray(true_deg, dtype=np.float64), axis=1)  # np.sort's order, NaN last
+        elevation = np.take_along_axis(np.asarray(true_elevation_deg, dtype=np.float64), order, axis=1)
     pred, true = _pair(pred_deg, true_deg, 360.0)
     same_count = (source_counts(pred) == source_counts(true))[:, None]
     found = same_count & np.isfinite(pred) & np.isfinite(true)
@@ -76,10 +92,15 @@ def front_back_summary(pred_deg, true_deg, prefix: str, margin_deg: float = 10.0
     judged = found & (np.abs(sin_t) > np.sin(np.radians(margin_deg)))
     confused = judged & (np.sign(sin_t) != np.sign(sin_p))
     err = np.abs(angle_difference(pred, true, 360.0))
-    return {
+    out = {
         f"{prefix}.front_back_confusion": _r(confused.sum() / judged.sum()) if judged.any() else None,
         f"{prefix}.mae_front_back_resolved_deg": _r(_mean(err[found & ~confused])),
     }
+    if true_elevation_deg is not None:
+        level = judged & (np.abs(np.nan_to_num(elevation, nan=90.0)) <= horizontal_deg)
+        key = f"{prefix}.front_back_confusion_horizontal"
+        out[key] = _r((confused & level).sum() / level.sum()) if level.any() else None
+    return out
 
 
 def _r(x) -> float | None:
