@@ -19,6 +19,7 @@ from dualmic.data.features import (
     diffuse_noise,
     features_from_audio,
     mix_sources,
+    onsets,
     reverberant_images,
     stft,
 )
@@ -86,6 +87,33 @@ def test_logmag_channels():
     assert loud.float().mean() > 0.99
     diff = (feats[3] - feats[2])[loud]
     torch.testing.assert_close(diff, torch.full_like(diff, float(np.log(2))), atol=1e-4, rtol=0)
+
+
+def test_onset_channels_mark_where_energy_rises_and_ignore_the_level():
+    """A tone burst that starts at 0.5 s and decays, over a faint noise floor: its bin rises once,
+    at the start, by as much in both mics (one 6 dB quieter); the decaying tail holds no onset;
+    the whole recording 20 dB louder changes nothing."""
+    cfg = FeatureConfig(FS, 512, 160, ("ipd", "logmag", "onset"), 0.1)
+    t = np.arange(FS) / FS
+    burst = np.where(t >= 0.5, np.sin(2 * np.pi * 10 * FS / 512 * t) * np.exp(-(t - 0.5) / 0.1), 0.0)
+    quiet = burst + 1e-3 * _white(FS, seed=2)  # a recording's noise floor scales with its level
+    audio = torch.from_numpy(np.stack([quiet, 0.5 * quiet]).astype(np.float32))[None]
+    feats = features_from_audio(audio, cfg)[0]
+    assert feats.shape[0] == 6
+    torch.testing.assert_close(feats[4:], onsets(feats[2:4]))
+    row = feats[4, 9]  # bin 10 (the DC bin is dropped)
+    start = int(row.argmax())
+    assert abs(start - 0.5 * FS / 160) <= 3 and row[start] > 3  # from the floor to the tone: > e^3
+    assert row[start + 4 :].max() < 0.1
+    torch.testing.assert_close(feats[5, 9, start], feats[4, 9, start], atol=0.05, rtol=0)  # both mics
+    loud = features_from_audio(10 * audio, cfg)[0]
+    torch.testing.assert_close(loud[4:, 9, start], feats[4:, 9, start], atol=0.05, rtol=0)
+
+
+def test_onsets_compare_each_frame_with_the_largest_of_the_frames_before():
+    logmag = torch.tensor([[0.0, 1.0, 3.0, 2.0, 2.5, 2.0, 2.0, 4.0]])
+    want = torch.tensor([[0.0, 1.0, 2.0, 0.0, 0.0, 0.0, 0.0, 1.5]])  # 2.5 < 3 of two frames before
+    torch.testing.assert_close(onsets(logmag, frames=3), want)
 
 
 # ---------------------------------------------------------------- IPD physics

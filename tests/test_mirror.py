@@ -18,7 +18,9 @@ LATERAL = LabelCoding(5.0, 36, counting=True, decode="peak")
 CIRCLE = LabelCoding(5.0, 72, counting=True, decode="peak", circular=True)
 
 
-@pytest.mark.parametrize("channels", [("ipd",), ("ipd", "logmag")])
+@pytest.mark.parametrize(
+    "channels", [("ipd",), ("ipd", "logmag"), ("ipd", "onset"), ("ipd", "logmag", "onset")]
+)
 def test_mirrored_features_are_the_features_of_the_swapped_channels(channels):
     cfg = FeatureConfig(16000, 512, 160, channels, 0.1)
     audio = torch.randn(3, 2, 8000, generator=torch.Generator().manual_seed(0))

@@ -70,16 +70,20 @@ def test_slots_are_distinguishable():
     assert not torch.allclose(out[0, 0], out[0, 1])
 
 
-def test_level_norm_makes_logmag_models_level_invariant():
-    """A recording's level shifts every log-magnitude by the same amount; a model with level_norm
-    gives the same logits, one without it does not (its IPD channels are untouched either way)."""
+@pytest.mark.parametrize("channels", [4, 6], ids=["logmag", "logmag+onset"])
+def test_level_norm_makes_logmag_models_level_invariant(channels):
+    """A recording's level shifts every log-magnitude by the same amount (and leaves the onsets,
+    channels 4 and 5, as they are); a model with level_norm gives the same logits, one without it
+    does not (its IPD channels are untouched either way)."""
     torch.manual_seed(0)
-    x = torch.randn(2, 4, 256, 101)
+    x = torch.randn(2, channels, 256, 101)
     louder = x.clone()
-    louder[:, 2:] += math.log(10.0)  # +20 dB
+    louder[:, 2:4] += math.log(10.0)  # +20 dB
     outs = {}
     for norm in (True, False):
-        cfg = ModelConfig(in_channels=4, n_frames=101, dim=32, depth=1, heads=2, dim_head=16, level_norm=norm)
+        cfg = ModelConfig(
+            in_channels=channels, n_frames=101, dim=32, depth=1, heads=2, dim_head=16, level_norm=norm
+        )
         model = SSLModel(cfg).eval()
         with torch.inference_mode():
             outs[norm] = (model(x), model(louder))

@@ -194,6 +194,11 @@ BAD = [
     ("bad-angle", _set("labels", "angle", "elevation"), ["labels.angle", "elevation"]),
     ("channels-no-ipd", _set("features", "channels", ["logmag"]), ["features.channels"]),
     ("channels-twice", _set("features", "channels", ["ipd", "ipd"]), ["features.channels"]),
+    (
+        "channels-order",
+        _set("features", "channels", ["ipd", "onset", "logmag"]),
+        ["features.channels", "order"],
+    ),
     ("hop-over-nfft", _set("features", "hop", 600), ["hop 600 > n_fft 512"]),
     ("duration-short", _set("features", "duration_s", 0.1), ["features.duration_s"]),
     ("keep-mix-unknown", _set("features", "keep_mix", ["test"]), ["features.keep_mix", "test"]),

@@ -86,6 +86,8 @@ def workdir(tmp_path_factory) -> Path:
     (d / "empty" / "notes.txt").write_text("no audio here\n")
     torch.save({"format": "dualmic-ssl-model/1", "evil": Smuggled()}, d / "evil.pt")
     save_model(d / "old_meta.pt", SSLModel(model_config(p)), {"label": "lateral"})
+    unknown = {**model_meta(p), "channels": ["ipd", "coherence"]}  # a kind this dualmic does not compute
+    save_model(d / "new_channels.pt", SSLModel(model_config(p)), unknown)
     return d
 
 
@@ -258,6 +260,13 @@ def test_slot_confidence_is_the_mass_around_the_peak():
         ("pickle", "speech.wav", "evil.pt", (), ["refusing", "evil.pt"]),
         ("text model", "speech.wav", "x.wav", (), ["x.wav", "not a readable model file"]),
         ("meta", "speech.wav", "old_meta.pt", (), ["meta lacks", "sample_rate", "hop_s"]),
+        (
+            "channels kind",
+            "speech.wav",
+            "new_channels.pt",
+            (),
+            ["channels ['ipd', 'coherence']", "ipd, logmag, onset"],
+        ),
         ("wav model", "speech.wav", "speech.wav", (), ["speech.wav", "model"]),
         ("device", "speech.wav", "model.pt", ("--device", "tpu"), ["'tpu'", "auto, cpu or cuda"]),
         (

@@ -230,7 +230,7 @@ class FeaturesParams(Section):
     duration_s: Annotated[float, Strict(), Field(ge=0.5, le=60.0)]
     n_fft: Annotated[int, Strict(), Field(ge=16, le=8192)]
     hop: PosInt
-    channels: tuple[Literal["ipd", "logmag"], ...]
+    channels: tuple[Literal["ipd", "logmag", "onset"], ...]
     snr_db: tuple[Float, Float] | None = None
     sir_db: tuple[Float, Float] = (-5.0, 5.0)
     seed: Seed
@@ -250,8 +250,12 @@ class FeaturesParams(Section):
     @field_validator("channels")
     @classmethod
     def _channels(cls, v):
-        if "ipd" not in v or len(set(v)) != len(v):
-            raise ValueError(f"{list(v)}: must contain ipd once, optionally logmag: [ipd, logmag]")
+        order = ("ipd", "logmag", "onset")
+        if "ipd" not in v or len(set(v)) != len(v) or list(v) != [c for c in order if c in v]:
+            raise ValueError(
+                f"{list(v)}: must start with ipd, then optionally logmag and onset, each once, in that "
+                "order: [ipd], [ipd, logmag], [ipd, onset] or [ipd, logmag, onset]"
+            )
         return v
 
     @field_validator("snr_db", "sir_db")

@@ -7,7 +7,12 @@ spherically diffuse noise, and turned into STFT features:
 
 * ``ipd``: cos and sin of the inter-mic phase difference ∠X₁ − ∠X₀, without the DC bin
   (2 × n_fft/2 × frames), the published recipe's input;
-* ``logmag``: log-magnitude of each mic, appended as 2 more channels.
+* ``logmag``: log-magnitude of each mic, appended as 2 more channels;
+* ``onset``: each mic's rise of log-magnitude over the largest of its previous ``ONSET_FRAMES``
+  frames in the same bin (0 where it does not rise), 2 more channels. Bins where energy rises
+  hold the direct sound before its reflections arrive (the precedence effect): where they are,
+  the interaural level and spectral cues are the source's own, not the room's. A difference of
+  logarithms, so a recording's level does not change it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import torch
 import torchaudio.functional as AF
 
 _EPS = 1e-8
+ONSET_FRAMES = 3  # frames before each one whose largest log-magnitude an onset rises above
+CHANNEL_KINDS = ("ipd", "logmag", "onset")  # in this order in the model's input, two channels each
 
 
 @dataclass(frozen=True)
@@ -134,7 +141,21 @@ def features_from_audio(audio: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor
     spec = stft(audio, cfg)
     ipd = torch.angle(spec[:, 1] * spec[:, 0].conj())
     chans = [torch.cos(ipd), torch.sin(ipd)]
-    if "logmag" in cfg.channels:
+    if "logmag" in cfg.channels or "onset" in cfg.channels:
         logmag = torch.log(spec.abs() + 1e-5)
+    if "logmag" in cfg.channels:
         chans += [logmag[:, 0], logmag[:, 1]]
+    if "onset" in cfg.channels:
+        rise = onsets(logmag)
+        chans += [rise[:, 0], rise[:, 1]]
     return torch.stack(chans, dim=1)
+
+
+def onsets(logmag: torch.Tensor, frames: int = ONSET_FRAMES) -> torch.Tensor:
+    """relu(L[t] − max(L[t−frames .. t−1])) per bin of log-magnitudes (..., F, T); a window's
+    first frame is compared with itself (no rise)."""
+    lead, (f, t) = logmag.shape[:-2], logmag.shape[-2:]
+    flat = logmag.reshape(-1, f, t)
+    padded = torch.cat([flat[..., :1].expand(-1, -1, frames), flat], dim=-1)
+    before = torch.nn.functional.max_pool1d(padded, frames, stride=1)[..., :t]  # frames t-k .. t-1
+    return torch.relu(flat - before).reshape(*lead, f, t)

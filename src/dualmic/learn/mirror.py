@@ -20,12 +20,12 @@ from dualmic.learn.decoding import pooled_probs
 
 def mirror_features(x: torch.Tensor) -> torch.Tensor:
     """Features (B, C, F, T) of the same audio with mic 0 and mic 1 swapped: the phase
-    difference changes sign (cos kept, sin negated) and the two log-magnitude channels trade
-    places."""
+    difference changes sign (cos kept, sin negated) and each later pair of per-mic channels
+    (log-magnitudes, onsets) trades places."""
     out = x.clone()
     out[:, 1] = -x[:, 1]
-    if x.shape[1] >= 4:
-        out[:, 2], out[:, 3] = x[:, 3], x[:, 2]
+    for c in range(2, x.shape[1] - 1, 2):
+        out[:, c], out[:, c + 1] = x[:, c + 1], x[:, c]
     return out
 
 

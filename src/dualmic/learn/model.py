@@ -162,8 +162,8 @@ class SSLModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, F, T) features → (B, n_slots, n_outputs) logits."""
-        if self.cfg.level_norm and x.shape[1] > 2:
-            x = torch.cat([x[:, :2], x[:, 2:] - self.log_level(x[:, 2:])], dim=1)
+        if self.cfg.level_norm and x.shape[1] > 2:  # channels 2, 3: the log-magnitudes
+            x = torch.cat([x[:, :2], x[:, 2:4] - self.log_level(x[:, 2:4]), x[:, 4:]], dim=1)
         z = self.inter_conv(x)
         kernels = (4, 4, self.last_kernel)  # kernel = stride of each patch convolution
         for stage, kernel in zip(self.patch_embed, kernels, strict=True):
