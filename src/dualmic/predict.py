@@ -21,7 +21,8 @@ import torch
 
 from dualmic.core.errors import DualmicError, one_line
 from dualmic.core.labels import LabelCoding
-from dualmic.data.features import CHANNEL_KINDS, FeatureConfig, features_from_audio
+from dualmic.core.schema import channels_problem
+from dualmic.data.features import FeatureConfig, features_from_audio
 from dualmic.learn.decoding import PRESENCE, most_sure_slots, pooled_probs, slot_peak_deg, slot_presence
 from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import mirror_average
@@ -69,11 +70,9 @@ def model_features(meta: dict) -> FeatureConfig:
         float(meta["hop_s"]), float(meta["class_width_deg"])
     except (TypeError, ValueError) as err:
         raise DualmicError(f"the model file's meta has a malformed value ({one_line(err)[:120]})") from None
-    if list(cfg.channels) != [c for c in CHANNEL_KINDS if c in cfg.channels] or "ipd" not in cfg.channels:
-        raise DualmicError(
-            f"the model file's meta has channels {list(cfg.channels)}; this dualmic computes "
-            f"{', '.join(CHANNEL_KINDS)} (ipd first, in that order)"
-        )
+    problem = channels_problem(cfg.channels)
+    if problem:
+        raise DualmicError(f"the model file's meta has channels {list(cfg.channels)}; they {problem}")
     if min(cfg.sample_rate, cfg.n_fft, cfg.hop) <= 0:
         raise DualmicError("the model file's meta has a non-positive sample_rate, n_fft or hop")
     return cfg

@@ -18,12 +18,9 @@ from dualmic.core.schema import (
     EvaluateParams,
     ExportParams,
     FeaturesParams,
-    FraParams,
     LabelsParams,
     Section,
-    SimulateParams,
     SourcesParams,
-    SplitParams,
 )
 from dualmic.core.schema_conditions import (
     AugmentParams,
@@ -33,6 +30,7 @@ from dualmic.core.schema_conditions import (
     voice_language,
 )
 from dualmic.core.schema_learn import ModelParams, TrainParams
+from dualmic.core.schema_simulate import FraParams, SimulateParams, SplitParams
 
 __all__ = [
     "AugmentParams",

@@ -26,7 +26,6 @@ import torchaudio.functional as AF
 
 _EPS = 1e-8
 ONSET_FRAMES = 3  # frames before each one whose largest log-magnitude an onset rises above
-CHANNEL_KINDS = ("ipd", "logmag", "onset")  # in this order in the model's input, two channels each
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pandas as pd
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy, save_csv, save_json
-from dualmic.core.labels import label_period, slot_values
+from dualmic.core.labels import label_period
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.learn.model_file import check_model, load_model
@@ -62,10 +62,10 @@ def run(
         for name in names:
             rendered = render_condition(CONDITIONS[name], p, pool, sim_device)
             pred = predictions(rendered, net, meta, p, train, device, srp_phat=p.evaluate.srp_phat)
-            period, rooms = label_period(p.labels.angle), rendered.rooms
+            period = label_period(p.labels.angle)
             elevation = None  # each slot's elevation, for the front/back confusion near the horizontal
             if period is not None:
-                elevation = slot_values(rendered.angles, rooms.angles(p.labels.angle), rooms.elevation_deg())
+                elevation = rendered.rooms.slot_elevation_deg(rendered.angles, p.labels.angle)
             found = condition_scores(name, pred, rendered.angles, period, elevation)
             scores.update(found)
             rows.append({"condition": name, **{m: found.get(f"{name}.{m}.mae_deg") for m in METHODS}})

@@ -27,13 +27,7 @@ import numpy as np
 from dualmic.core.device import resolve_device
 from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy, save_json
-from dualmic.core.labels import (
-    LabelCoding,
-    label_period,
-    label_span_deg,
-    slot_values,
-    source_counts,
-)
+from dualmic.core.labels import LabelCoding, label_period, label_span_deg, source_counts
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.learn.inference import model_answers, room_log_probs
@@ -105,7 +99,7 @@ def run(
     errors = {name: metrics.slot_errors(pr, angles, period) for name, pr in pred.items()}
     scores: dict = {"label": p.labels.angle}
     if period is not None:  # each slot's elevation, for the front/back confusion near the horizontal
-        elevation = slot_values(angles, rooms.angles(p.labels.angle), rooms.elevation_deg())
+        elevation = rooms.slot_elevation_deg(angles, p.labels.angle)
     for name, pr in pred.items():
         scores.update(metrics.summary(pr, angles, name, period))
         if period is not None:

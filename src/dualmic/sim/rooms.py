@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import azimuth360_deg, azimuth_deg, elevation_deg, lateral_deg
+from dualmic.core.labels import azimuth360_deg, azimuth_deg, elevation_deg, lateral_deg, slot_values
 
 GEOMETRY_COLUMNS = ("room_x", "room_y", "room_z", "rt60", "array_x", "array_y", "array_z", "array_rot_deg")
 LABELS = ("lateral", "azimuth")  # stored in rooms.csv
@@ -78,9 +78,10 @@ class Rooms:
         y = -sin * rel[..., 0] + cos * rel[..., 1]
         return np.stack([x, y, rel[..., 2]], axis=-1)
 
-    def elevation_deg(self) -> np.ndarray:
-        """(B, S) degrees of each source above (+) or below (−) the array's horizontal plane."""
-        return elevation_deg(self.src_direction_array_frame())
+    def slot_elevation_deg(self, slots_deg: np.ndarray, label: str) -> np.ndarray:
+        """(B, S) degrees above (+) or below (−) the array's horizontal plane of the source in each
+        slot of sorted ``label`` angles ``slots_deg`` (NaN for an empty slot)."""
+        return slot_values(slots_deg, self.angles(label), elevation_deg(self.src_direction_array_frame()))
 
     @property
     def n_sources(self) -> int:
