@@ -14,7 +14,7 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.files import (
     atomic_path,
     load_npy,
-    npy_writer,
+    npy_appender,
     save_csv,
     save_json,
     save_npy,
@@ -110,29 +110,33 @@ def test_published_mode_follows_the_umask(tmp_path):
     assert stat.S_IMODE((tmp_path / "x.json").stat().st_mode) == 0o600
 
 
-# ---------------------------------------------------------------- npy_writer
+# ---------------------------------------------------------------- npy_appender
 
 
-def test_npy_writer_streams_chunks_and_reads_back(tmp_path):
+def test_npy_appender_streams_rows_and_writes_the_bytes_of_np_save(tmp_path):
     final = tmp_path / "deep" / "rirs.npy"
     data = np.random.default_rng(0).standard_normal((7, 2, 3, 5)).astype(np.float32)
-    with npy_writer(final, data.shape, "float32") as out:
-        assert isinstance(out, np.memmap) and out.shape == data.shape
+    with npy_appender(final, data.shape, "float16") as append:
         for start in range(0, 7, 3):
-            out[start : start + 3] = data[start : start + 3]
+            append(data[start : start + 3])  # cast to float16 as np.ndarray.astype does
         assert not final.exists()
     back = load_npy(final)
-    assert back.dtype == np.float32 and back.shape == data.shape
-    np.testing.assert_array_equal(back, data)
-    np.testing.assert_array_equal(load_npy(final, mmap=False), data)
+    assert back.dtype == np.float16 and back.shape == data.shape
+    np.testing.assert_array_equal(back, data.astype(np.float16))
+    np.save(tmp_path / "reference.npy", data.astype(np.float16))
+    assert final.read_bytes() == (tmp_path / "reference.npy").read_bytes()
     assert [p.name for p in final.parent.iterdir()] == ["rirs.npy"]
 
 
-def test_npy_writer_leaves_nothing_when_interrupted(tmp_path):
+def test_npy_appender_leaves_nothing_when_interrupted_or_short(tmp_path):
     final = tmp_path / "features.npy"
-    with pytest.raises(Boom), npy_writer(final, (4, 3), "float16") as out:
-        out[:2] = 1.0
+    with pytest.raises(Boom), npy_appender(final, (4, 3), "float16") as append:
+        append(np.ones((2, 3)))
         raise Boom
+    with pytest.raises(ValueError, match="2 of 4 rows"), npy_appender(final, (4, 3), "float16") as append:
+        append(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="rows of shape"), npy_appender(final, (4, 3), "float16") as append:
+        append(np.ones((2, 4)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -247,7 +251,7 @@ def test_writing_below_a_file_is_a_user_error(tmp_path):
     target = blocker / "features" / "x.npy"
     _one_line_error(lambda: save_npy(target, np.zeros(2)), f"cannot write {target}")
     with pytest.raises(DualmicError):
-        with npy_writer(blocker / "y.npy", (2,), "float32"):
+        with npy_appender(blocker / "y.npy", (2,), "float32"):
             pass
     assert blocker.read_text() == "a file where a folder should be"
 

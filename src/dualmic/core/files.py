@@ -107,26 +107,12 @@ def save_json(path: str | os.PathLike, payload: dict) -> None:
 
 
 @contextlib.contextmanager
-def npy_writer(path: str | os.PathLike, shape: tuple[int, ...], dtype) -> Iterator[np.memmap]:
-    """Stream a large array to disk: yield a writable memmap, publish it atomically at the end.
-
-    Peak memory is whatever the caller holds per chunk, not the size of the array.
-    """
-    with atomic_path(path) as tmp:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
-        try:
-            yield out
-            out.flush()
-        finally:
-            del out
-
-
-@contextlib.contextmanager
 def npy_appender(path: str | os.PathLike, shape: tuple[int, ...], dtype) -> Iterator:
     """Stream a large array to disk in row order: yield ``append(rows)``, publish the file
     atomically once all ``shape[0]`` rows are in (a file left short is never published).
 
-    Plain sequential writes: faster than filling a memmap, whose every page is faulted in.
+    Plain sequential writes: faster than filling a memmap, whose every page is faulted in, and
+    the rows written do not stay in the process's resident memory as a memmap's pages do.
     The bytes are those of ``np.save`` of the whole array.
     """
     dtype = np.dtype(dtype)
