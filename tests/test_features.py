@@ -116,6 +116,24 @@ def test_onsets_compare_each_frame_with_the_largest_of_the_frames_before():
     torch.testing.assert_close(onsets(logmag, frames=3), want)
 
 
+def test_an_onset_threshold_drops_the_chance_rises_of_noise_and_lowers_a_real_onset_by_itself():
+    """White noise: its bins' magnitudes are Rayleigh-distributed, so about a quarter of them rise
+    over their previous frames by chance, and under 5 % by more than 6 dB. A tone's onset from a
+    faint floor rises by far more; a 6 dB threshold lowers it by exactly 6 dB of magnitude."""
+    plain = FeatureConfig(FS, 512, 160, ("ipd", "logmag", "onset"), 0.1)
+    kept = FeatureConfig(FS, 512, 160, ("ipd", "logmag", "onset"), 0.1, onset_threshold_db=6.0)
+    noise = torch.from_numpy(np.stack([_white(FS, seed=3), _white(FS, seed=4)]).astype(np.float32))[None]
+    assert (features_from_audio(noise, plain)[0, 4:] > 0).float().mean() > 0.2
+    assert (features_from_audio(noise, kept)[0, 4:] > 0).float().mean() < 0.05
+    t = np.arange(FS) / FS
+    tone = np.where(t >= 0.5, np.sin(2 * np.pi * 10 * FS / 512 * t), 0.0) + 1e-3 * _white(FS, seed=5)
+    audio = torch.from_numpy(np.stack([tone, tone]).astype(np.float32))[None]
+    row, row_kept = features_from_audio(audio, plain)[0, 4, 9], features_from_audio(audio, kept)[0, 4, 9]
+    start = int(row.argmax())
+    assert row[start] > 3 and int(row_kept.argmax()) == start
+    assert float(row[start] - row_kept[start]) == pytest.approx(6 * np.log(10) / 20, abs=1e-5)
+
+
 # ---------------------------------------------------------------- IPD physics
 
 

@@ -199,6 +199,16 @@ BAD = [
         _set("features", "channels", ["ipd", "onset", "logmag"]),
         ["features.channels", "order"],
     ),
+    (
+        "onset-threshold-without-onset",
+        _set("features", "onset_threshold_db", 6.0),
+        ["onset_threshold_db 6", "add onset to channels"],
+    ),
+    (
+        "onset-threshold-negative",
+        _set("features", "onset_threshold_db", -3.0),
+        ["features.onset_threshold_db"],
+    ),
     ("hop-over-nfft", _set("features", "hop", 600), ["hop 600 > n_fft 512"]),
     ("duration-short", _set("features", "duration_s", 0.1), ["features.duration_s"]),
     ("keep-mix-unknown", _set("features", "keep_mix", ["test"]), ["features.keep_mix", "test"]),

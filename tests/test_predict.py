@@ -26,7 +26,7 @@ from dualmic.data.sources import synthetic_speech
 from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
-from dualmic.learn.model_file import load_model, model_config, model_meta, save_model
+from dualmic.learn.model_file import check_model, load_model, model_config, model_meta, save_model
 from dualmic.predict import (
     delay_warning,
     mic_distance_stretch,
@@ -562,3 +562,24 @@ def test_cli_channels_picks_two_channels_of_a_larger_file_in_the_order_given(wor
     assert read_recording(workdir / "three.wav", RATE, (2, 0)) == pytest.approx(
         read_recording(tmp_path / "20.wav", RATE)
     )
+
+
+def test_the_onset_threshold_travels_in_the_model_file_and_is_checked():
+    """A model trained on thresholded onsets is fed the same features by predict; models without
+    onset channels keep the meta they had; evaluate refuses params with another threshold."""
+    raw = tiny_raw_params()
+    assert "onset_threshold_db" not in model_meta(parse_params(raw))
+    raw["features"].update(channels=["ipd", "logmag", "onset"], onset_threshold_db=6.0)
+    p = parse_params(raw)
+    meta = model_meta(p)
+    assert meta["onset_threshold_db"] == 6.0 and model_features(meta).onset_threshold_db == 6.0
+    assert (
+        model_features({k: v for k, v in meta.items() if k != "onset_threshold_db"}).onset_threshold_db == 0.0
+    )
+    model = SSLModel(model_config(p))
+    check_model("m.pt", model, meta, p)
+    raw["features"]["onset_threshold_db"] = 3.0
+    with pytest.raises(
+        DualmicError, match="onset_threshold_db 6.0 but params.yaml has features.onset_threshold_db 3.0"
+    ):
+        check_model("m.pt", model, meta, parse_params(raw))

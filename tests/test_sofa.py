@@ -269,6 +269,11 @@ def test_params_comment(tiny_params):
     text = dsofa.params_comment(tiny_params)
     assert text.startswith('params {"features":') and '"labels":{"angle":"lateral"' in text
     assert "\n" not in text and '"model"' not in text
+    assert "onset_threshold_db" not in text  # no onset channels for it to act on
+    onset = tiny_params.model_copy(
+        update={"features": tiny_params.features.model_copy(update={"channels": ("ipd", "onset")})}
+    )
+    assert '"onset_threshold_db":0.0' in dsofa.params_comment(onset)
 
 
 def test_sofa_info_summarises_an_export(files, capfd):

@@ -66,6 +66,7 @@ def model_features(meta: dict) -> FeatureConfig:
             channels=tuple(meta["channels"]),
             mic_distance_m=float(meta["mic_distance_m"]),
             speed_of_sound=float(meta["speed_of_sound"]),
+            onset_threshold_db=float(meta.get("onset_threshold_db", 0.0)),
         )
         float(meta["hop_s"]), float(meta["class_width_deg"])
     except (TypeError, ValueError) as err:

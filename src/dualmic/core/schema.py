@@ -94,6 +94,7 @@ class FeaturesParams(Section):
     n_fft: Annotated[int, Strict(), Field(ge=16, le=8192)]
     hop: PosInt
     channels: tuple[Literal["ipd", "logmag", "onset"], ...]
+    onset_threshold_db: Annotated[float, Strict(), Field(ge=0, le=60, allow_inf_nan=False)] = 0.0
     snr_db: tuple[Float, Float] | None = None
     sir_db: tuple[Float, Float] = (-5.0, 5.0)
     seed: Seed
@@ -127,6 +128,11 @@ class FeaturesParams(Section):
     def _hop(self):
         if self.hop > self.n_fft:
             raise ValueError(f"hop {self.hop} > n_fft {self.n_fft}; frames would leave gaps")
+        if self.onset_threshold_db and "onset" not in self.channels:
+            raise ValueError(
+                f"onset_threshold_db {self.onset_threshold_db:g} acts on onset channels; add onset to "
+                f"channels ({list(self.channels)}) or set it to 0"
+            )
         return self
 
 

@@ -44,7 +44,7 @@ def model_config(p: Params) -> ModelConfig:
 
 def model_meta(p: Params) -> dict:
     """What a user of a saved model needs to feed it: the feature and label conventions."""
-    return {
+    meta = {
         "label": p.labels.angle,
         "class_width_deg": p.labels.class_width_deg,
         "sample_rate": p.simulate.sample_rate,
@@ -56,6 +56,9 @@ def model_meta(p: Params) -> dict:
         "hop_s": p.evaluate.hop_s,
         "counting": p.labels.counting,
     }
+    if "onset" in p.features.channels:  # models without onset channels keep their meta (and bytes)
+        meta["onset_threshold_db"] = p.features.onset_threshold_db
+    return meta
 
 
 def save_model(path: str | Path, model: SSLModel, meta: dict) -> None:
@@ -134,6 +137,12 @@ def check_model(path: str | Path, model: SSLModel, meta: dict, p: Params) -> Non
                 f"{path} was trained with {key} {meta[key]!r} but params.yaml has {where} "
                 f"{expected[key]!r}; re-run train (dvc repro) or evaluate with the params it was trained with"
             )
+    threshold = meta.get("onset_threshold_db", 0.0)
+    if "onset" in p.features.channels and not _same(threshold, p.features.onset_threshold_db):
+        raise DualmicError(
+            f"{path} was trained with onset_threshold_db {threshold!r} but params.yaml has "
+            f"features.onset_threshold_db {p.features.onset_threshold_db!r}; re-run train (dvc repro)"
+        )
     cfg = model.cfg
     if cfg.n_classes != p.labels.n_classes:
         raise DualmicError(
