@@ -27,7 +27,7 @@ from dualmic.learn.decoding import PRESENCE, most_sure_slots, pooled_probs, slot
 from dualmic.learn.inference import pooled_log_probs, window_starts
 from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
-from dualmic.learn.model_file import load_model
+from dualmic.learn.model_file import META_DEFAULTS, load_model
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
 from dualmic.recording import MIN_DURATION_S, channel_delay_s
 
@@ -66,7 +66,7 @@ def model_features(meta: dict) -> FeatureConfig:
             channels=tuple(meta["channels"]),
             mic_distance_m=float(meta["mic_distance_m"]),
             speed_of_sound=float(meta["speed_of_sound"]),
-            onset_threshold_db=float(meta.get("onset_threshold_db", 0.0)),
+            onset_threshold_db=float(meta.get("onset_threshold_db", META_DEFAULTS["onset_threshold_db"])),
         )
         float(meta["hop_s"]), float(meta["class_width_deg"])
     except (TypeError, ValueError) as err:

@@ -124,11 +124,16 @@ class FeaturesParams(Section):
     def _db_range(cls, v):
         return v if v is None else ordered(v, "dB")
 
+    def idle_keys(self) -> tuple[str, ...]:
+        """Keys that act on nothing with these channels: model files and SOFA comments leave them
+        out, so the runs that do not use them keep their bytes."""
+        return () if "onset" in self.channels else ("onset_threshold_db",)
+
     @model_validator(mode="after")
     def _hop(self):
         if self.hop > self.n_fft:
             raise ValueError(f"hop {self.hop} > n_fft {self.n_fft}; frames would leave gaps")
-        if self.onset_threshold_db and "onset" not in self.channels:
+        if self.onset_threshold_db and "onset_threshold_db" in self.idle_keys():
             raise ValueError(
                 f"onset_threshold_db {self.onset_threshold_db:g} acts on onset channels; add onset to "
                 f"channels ({list(self.channels)}) or set it to 0"

@@ -55,9 +55,10 @@ def model_meta(p: Params) -> dict:
         "speed_of_sound": p.simulate.speed_of_sound,
         "hop_s": p.evaluate.hop_s,
         "counting": p.labels.counting,
+        "onset_threshold_db": p.features.onset_threshold_db,
     }
-    if "onset" in p.features.channels:  # models without onset channels keep their meta (and bytes)
-        meta["onset_threshold_db"] = p.features.onset_threshold_db
+    for key in p.features.idle_keys():  # models that do not use it keep their meta (and bytes)
+        meta.pop(key)
     return meta
 
 
@@ -115,7 +116,10 @@ META_PARAMS = {
     "channels": "features.channels",
     "mic_distance_m": "simulate.mic_offsets (mic distance)",
     "speed_of_sound": "simulate.speed_of_sound",
+    "onset_threshold_db": "features.onset_threshold_db",
 }
+# meta keys that model files made before them lack, with the value those files were made with
+META_DEFAULTS = {"onset_threshold_db": 0.0}
 
 
 def _same(a, b) -> bool:
@@ -130,19 +134,16 @@ def check_model(path: str | Path, model: SSLModel, meta: dict, p: Params) -> Non
     """The model must have been trained on the label convention and features params.yaml describes."""
     expected = model_meta(p)
     for key, where in META_PARAMS.items():
-        if key not in meta:
+        if key not in expected:  # acts on nothing with these params (FeaturesParams.idle_keys)
+            continue
+        if key not in meta and key not in META_DEFAULTS:
             raise DualmicError(f"{path}: model meta lacks {key!r}; re-run the train stage (dvc repro)")
-        if not _same(meta[key], expected[key]):
+        found = meta.get(key, META_DEFAULTS.get(key))
+        if not _same(found, expected[key]):
             raise DualmicError(
-                f"{path} was trained with {key} {meta[key]!r} but params.yaml has {where} "
+                f"{path} was trained with {key} {found!r} but params.yaml has {where} "
                 f"{expected[key]!r}; re-run train (dvc repro) or evaluate with the params it was trained with"
             )
-    threshold = meta.get("onset_threshold_db", 0.0)
-    if "onset" in p.features.channels and not _same(threshold, p.features.onset_threshold_db):
-        raise DualmicError(
-            f"{path} was trained with onset_threshold_db {threshold!r} but params.yaml has "
-            f"features.onset_threshold_db {p.features.onset_threshold_db!r}; re-run train (dvc repro)"
-        )
     cfg = model.cfg
     if cfg.n_classes != p.labels.n_classes:
         raise DualmicError(

@@ -105,11 +105,9 @@ def load_sofar():
 
 
 def params_comment(p) -> str:
-    """Compact JSON of the simulate, labels and features params (for ``GLOBAL:Comment``); the
-    onset threshold only where there are onset channels for it to act on."""
-    dumped = p.model_dump(mode="json")
-    if "onset" not in dumped["features"]["channels"]:
-        dumped["features"].pop("onset_threshold_db")
+    """Compact JSON of the simulate, labels and features params (for ``GLOBAL:Comment``), without
+    the features keys that act on nothing (:meth:`~dualmic.core.schema.FeaturesParams.idle_keys`)."""
+    dumped = p.model_dump(mode="json", exclude={"features": set(p.features.idle_keys())})
     return "params " + json.dumps(
         {k: dumped[k] for k in ("simulate", "labels", "features")}, sort_keys=True, separators=(",", ":")
     )
