@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dualmic.core.labels import angle_to_class, azimuth_deg, class_centre_deg, lateral_deg, merge_close_slots
+from dualmic.core.labels import (
+    angle_to_class,
+    azimuth_deg,
+    class_centre_deg,
+    lateral_deg,
+    merge_close_slots,
+    slot_angles,
+    slot_key,
+    sort_slots,
+)
 
 CASES = [
     # (direction in the array frame, lateral deg, azimuth deg)
@@ -114,4 +123,27 @@ def test_on_a_circle_the_talkers_either_side_of_zero_are_neighbours():
     out = merge_close_slots(np.array([[1.0, 359.0], [1.0, 350.0]]), 3.0, 360.0)
     np.testing.assert_allclose(out, [[0.0, np.nan], [1.0, 350.0]])
     three = merge_close_slots(np.array([[0.5, 100.0, 359.0], [100.0, 358.0, 359.5]]), 3.0, 360.0)
-    np.testing.assert_allclose(three, [[100.0, 359.75, np.nan], [100.0, 358.75, np.nan]])
+    # sorted by the folded angle: 359.75 is 0.25 from the right ear, 100 is 80 from it
+    np.testing.assert_allclose(three, [[359.75, 100.0, np.nan], [358.75, 100.0, np.nan]])
+
+
+# ---------------------------------------------------------------- the order of the slots
+
+
+def test_full_circle_slots_are_sorted_by_the_angle_both_ears_hear_alike():
+    # 100 deg (front, 100 deg from the right ear) and 300 deg (behind, 60 deg from it): ascending
+    # azimuth would put the one behind last, so the slot order would carry front/back
+    slots = np.array([[100.0, 300.0], [300.0, 60.0], [np.nan, 200.0], [45.0, 315.0]])
+    np.testing.assert_allclose(slot_key(slots, 360.0)[0], [100.0, 60.0])
+    out = sort_slots(slots, 360.0)
+    np.testing.assert_allclose(out, [[300.0, 100.0], [300.0, 60.0], [200.0, np.nan], [45.0, 315.0]])
+    # mirror images keep their order (stable); a label on a line sorts as before
+    np.testing.assert_allclose(sort_slots(slots[:2], None), np.sort(slots[:2], axis=1))
+    # a source and its mirror image behind the head take the same slot of a one-talker room
+    front, back = (
+        slot_angles(np.array([[a, 170.0]]), np.array([[True, True]]), True, 360.0) for a in (30.0, 330.0)
+    )
+    np.testing.assert_allclose([front[0, 0], back[0, 0]], [30.0, 330.0])
+    np.testing.assert_allclose([front[0, 1], back[0, 1]], [170.0, 170.0])
+    lateral = slot_angles(np.array([[150.0, 30.0]]), np.array([[True, True]]), True)
+    np.testing.assert_allclose(lateral, [[30.0, 150.0]])

@@ -112,6 +112,17 @@ def test_two_talkers_at_nearly_one_angle_are_labelled_one_source():
     np.testing.assert_allclose(mixer.labels(np.arange(4), draws).numpy(), expected)
 
 
+def test_full_circle_labels_take_their_slots_by_the_folded_angle():
+    raw = _params((0.0, 0.0, 1.0)).model_dump()
+    raw["labels"].update(counting=True, angle="azimuth360", n_classes=72)
+    p = parse_params(raw)
+    # behind at 300 (60 from the right ear) comes before 100 in front; 45 and its mirror 315 tie
+    angles = np.array([[100.0, 300.0], [45.0, 315.0]])
+    mixer = _mixer(p, n_rooms=2, angles=angles)
+    _, draws = mixer.mixtures(np.arange(2))
+    np.testing.assert_allclose(mixer.labels(np.arange(2), draws).numpy(), [[300.0, 100.0], [45.0, 315.0]])
+
+
 def test_a_point_noise_sits_at_the_silent_talkers_position():
     p = _params((0.0, 1.0, 0.0), point_noise=1.0, point_noise_snr_db=[-40.0, -40.0])
     mixture, draws = _mixer(p, n_rooms=8).mixtures(np.arange(8))

@@ -13,8 +13,10 @@ Both angles live in the array frame, whose x axis runs from mic 0 to mic 1:
   Free-field mics cannot tell front from back; the ears of a head can, through the pinnae's
   spectral cues (``simulate.array.kind: hrtf``). It is circular: 355° and 5° are 10° apart.
 
-A room's label is one angle per source slot, sorted ascending. When fewer talkers than slots are
-active, the slots after the talkers hold NaN ("no source", class ``n_classes`` for a counting
+A room's label is one angle per source slot, sorted ascending (:func:`sort_slots`); a circular
+label is sorted by its folded angle min(a, 360 - a), the part interaural time and level
+differences carry, so which slot a talker takes never hangs on front/back. When fewer talkers
+than slots are active, the slots after the talkers hold NaN ("no source", class ``n_classes`` for a counting
 model, ``labels.counting``); a model without that class instead repeats the talkers' angles in
 every slot (one talker: both slots carry its angle).
 """
@@ -64,6 +66,21 @@ def elevation_deg(direction: np.ndarray) -> np.ndarray:
     return np.degrees(np.arcsin(np.clip(direction[..., 2] / norm, -1.0, 1.0)))
 
 
+def slot_key(angles_deg: np.ndarray, period: float | None = None) -> np.ndarray:
+    """What slots are sorted by: the angle itself, or on a circle of 360 degrees (azimuth360)
+    the front/back-folded angle min(a, 360 - a): a source in front and its mirror image behind
+    the interaural axis share a key, so a slot's place depends on what both ears hear alike."""
+    a = np.asarray(angles_deg, dtype=np.float64)
+    return a if period is None else np.minimum(a % period, period - a % period)
+
+
+def sort_slots(slots_deg: np.ndarray, period: float | None = None) -> np.ndarray:
+    """Slot labels (n, S) sorted per room by :func:`slot_key` (stable), NaN last."""
+    slots = np.asarray(slots_deg)
+    order = np.argsort(slot_key(slots, period), axis=-1, kind="stable")  # NaN keys sort last
+    return np.take_along_axis(slots, order, axis=-1)
+
+
 def slot_values(slots_deg: np.ndarray, angles_deg: np.ndarray, values: np.ndarray) -> np.ndarray:
     """Per-source ``values`` (n, S) moved into the slot order of sorted labels ``slots_deg`` (n,
     S), each slot taking the value of the source whose angle (``angles_deg``, source order) it
@@ -89,8 +106,11 @@ def angle_to_class(angle_deg: np.ndarray, class_width_deg: float, n_classes: int
     return np.where(empty, n_classes, np.clip(cls, 0, n_classes - 1))
 
 
-def slot_angles(angles_deg: np.ndarray, active: np.ndarray, counting: bool) -> np.ndarray:
-    """Sorted slot labels (n, S) from per-source angles (n, S) and which sources talk (n, S).
+def slot_angles(
+    angles_deg: np.ndarray, active: np.ndarray, counting: bool, period: float | None = None
+) -> np.ndarray:
+    """Sorted slot labels (n, S) from per-source angles (n, S) and which sources talk (n, S);
+    ``period`` 360 for a circular label (:func:`sort_slots`).
 
     ``counting``: the active angles ascending, then NaN per silent slot. Otherwise every slot
     carries an active talker's angle (one talker: all slots); a room without talkers is refused.
@@ -99,14 +119,14 @@ def slot_angles(angles_deg: np.ndarray, active: np.ndarray, counting: bool) -> n
     active = np.asarray(active, dtype=bool)
     out = np.full(angles.shape, np.nan)
     for i in range(len(angles)):
-        talking = np.sort(angles[i, active[i]])
+        talking = angles[i, active[i]]
         if counting:
             out[i, : len(talking)] = talking
         elif len(talking) == 0:
             raise ValueError(f"room {i} has no active talker; its label needs labels.counting")
         else:
-            out[i] = np.sort(np.resize(talking, angles.shape[1]))
-    return out
+            out[i] = np.resize(talking, angles.shape[1])
+    return sort_slots(out, period)
 
 
 def merge_close_slots(
@@ -116,12 +136,13 @@ def merge_close_slots(
     in the label angle become one source at their mean angle: two mics cannot tell two talkers
     at one angle from one, so a training label that counts them as two asks for what the
     recording does not hold. On a circle of ``period`` degrees the last and first talkers are
-    neighbours too. 0 leaves the labels as they are."""
+    neighbours too, and the result is sorted as :func:`sort_slots` sorts. 0 leaves the labels
+    as they are."""
     slots = np.array(slots_deg, dtype=np.float64, copy=True)
     if min_separation_deg <= 0:
         return slots
     for i in range(len(slots)):
-        talkers = [float(a) for a in slots[i] if np.isfinite(a)]
+        talkers = sorted(float(a) for a in slots[i] if np.isfinite(a))
         merged = True
         while merged and len(talkers) > 1:
             merged = False
@@ -138,7 +159,7 @@ def merge_close_slots(
                     break
         slots[i] = np.nan
         slots[i, : len(talkers)] = talkers
-    return slots
+    return sort_slots(slots, period)
 
 
 def source_counts(angles_deg: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from dualmic.core.errors import DualmicError
-from dualmic.core.labels import angle_to_class, slot_angles
+from dualmic.core.labels import angle_to_class, label_period, slot_angles, sort_slots
 from dualmic.core.params import Params
 from dualmic.data.augment import draw_condition, draw_talkers, render
 from dualmic.data.features import FeatureConfig, features_from_audio, mix_sources, reverberant_images
@@ -20,13 +20,14 @@ _ACTIVE_STREAM = 0xAC7  # the talker count of rooms mixed without augment
 
 
 def split_labels(p: Params, rooms: Rooms) -> tuple[np.ndarray, np.ndarray]:
-    """(angles float32 (n, S), classes int64 (n, S)) of ``labels.angle``, both sorted ascending."""
+    """(angles float32 (n, S), classes int64 (n, S)) of ``labels.angle``, both in slot order
+    (:func:`dualmic.core.labels.sort_slots`)."""
     if rooms.n_sources != p.simulate.n_sources:
         raise DualmicError(
             f"rooms.csv has {rooms.n_sources} sources per room but simulate.n_sources is "
             f"{p.simulate.n_sources}; re-run the simulate stage"
         )
-    angles = np.sort(rooms.angles(p.labels.angle, stored=True), axis=1)
+    angles = sort_slots(rooms.angles(p.labels.angle, stored=True), label_period(p.labels.angle))
     classes = angle_to_class(angles, p.labels.class_width_deg, p.labels.n_classes)
     return angles.astype(np.float32), classes
 
@@ -43,7 +44,7 @@ def active_labels(angles: np.ndarray, active: np.ndarray, p: Params) -> tuple[np
     """Labels of rooms where only some sources talk (:func:`dualmic.core.labels.slot_angles`):
     (angles float32 (n, S) sorted, NaN = no source; classes int64, n_classes = no source).
     ``angles`` (n, S) in source order."""
-    slots = slot_angles(angles, active, p.labels.counting)
+    slots = slot_angles(angles, active, p.labels.counting, label_period(p.labels.angle))
     classes = angle_to_class(slots, p.labels.class_width_deg, p.labels.n_classes)
     return slots.astype(np.float32), classes
 

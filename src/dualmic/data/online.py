@@ -227,9 +227,9 @@ class OnlineMixer:
         active = np.zeros(angles.shape, dtype=bool)
         for i, d in enumerate(draws):
             active[i, list(d.talkers)] = True
-        out = slot_angles(angles, active, self.p.labels.counting)
-        if self.p.labels.counting:
-            lab = self.p.labels
+        lab = self.p.labels
+        out = slot_angles(angles, active, lab.counting, label_period(lab.angle))
+        if lab.counting:
             out = merge_close_slots(out, lab.min_separation_deg, label_period(lab.angle))
         return torch.from_numpy(out.astype(np.float32))
 
