@@ -91,3 +91,19 @@ def test_slot_values_follow_the_sorted_labels():
     np.testing.assert_array_equal(got, [[2.0, 1.0], [4.0, np.nan]])
     directions = np.array([[1.0, 0.0, 1.0], [0.0, 2.0, -2.0], [0.0, 1.0, 0.0]])
     np.testing.assert_allclose(elevation_deg(directions), [45, -45, 0])
+
+
+def test_validation_pairs_full_circle_slots_the_closest_way_round(monkeypatch):
+    # the label's slots are in folded order (357.5 is 2.5 from the right ear, 102.5 is 77.5);
+    # a model that finds both exactly must score 0, however its decoded angles are ordered
+    from types import SimpleNamespace
+
+    from dualmic.learn import validation
+
+    true = np.array([[357.5, 102.5]], dtype=np.float32)
+    logp = np.full((1, 2, 73), -30.0, dtype=np.float32)
+    logp[0, 0, 71] = logp[0, 1, 20] = 0.0  # classes of 357.5 and 102.5
+    monkeypatch.setattr(validation, "pooled_log_probs", lambda *a, **k: logp)
+    data = SimpleNamespace(features=np.zeros((1, 4, 8, 8)), angles=true, hop_frames=8, coding=CIRCLE)
+    got = validation.validate(None, data, np.array([0]), "cpu", 1)
+    assert got.mae_deg < 0.01 and got.count_acc == 1.0

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from dualmic.core.labels import source_counts
+from dualmic.core.labels import slot_errors, source_counts
 from dualmic.learn.decoding import decode_angles, decode_known_count
 from dualmic.learn.inference import pooled_log_probs
 from dualmic.learn.objective import slot_targets
@@ -21,7 +21,8 @@ class ValResult:
 
 
 def validate(model, data, indices: np.ndarray, device, batch_size: int) -> ValResult:
-    """Loss and MAE (degrees, every source, the model told each room's count) of ``model`` on
+    """Loss and MAE (degrees, every source, the model told each room's count; paired and measured
+    as evaluate does, so a circular label's errors go the closest way round) of ``model`` on
     rows ``indices`` of ``data`` (a :class:`~dualmic.learn.trainer.TrainData`), pooled over
     windows as evaluate does; a counting model's count accuracy too."""
     logp = pooled_log_probs(model, _Rows(data.features, indices), data.hop_frames, batch_size, device)
@@ -29,7 +30,8 @@ def validate(model, data, indices: np.ndarray, device, batch_size: int) -> ValRe
     targets = slot_targets(torch.from_numpy(true), data.coding).numpy().astype(np.float64)
     nll = -(targets * logp).sum(-1)
     k_true = source_counts(true)
-    err = np.abs(decode_known_count(logp, k_true, data.coding) - true)
+    period = 360.0 if data.coding.circular else None  # paired as evaluate pairs them
+    err = slot_errors(decode_known_count(logp, k_true, data.coding), true, period)
     mae = float(np.nanmean(err)) if np.isfinite(err).any() else 0.0
     count_acc = None
     if data.coding.counting:

@@ -11,44 +11,13 @@ whose number of sources was found (the count is right); the count itself is scor
 
 from __future__ import annotations
 
-from itertools import permutations
-
 import numpy as np
 
-from dualmic.core.labels import angle_difference, source_counts
+from dualmic.core.labels import angle_difference, slot_errors, source_counts
+from dualmic.core.labels import pair_slots as _pair
 
 DECIMALS = 4
 HORIZONTAL_DEG = 30.0  # degrees of elevation within which front/back confusion is also scored apart
-
-
-def _pair(pred_deg, true_deg, period: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Both (N, S) sorted ascending per room; on a circle, each room's predictions reordered to
-    the pairing with the smallest summed circular error."""
-    pred = np.sort(np.asarray(pred_deg, dtype=np.float64), axis=1)
-    true = np.sort(np.asarray(true_deg, dtype=np.float64), axis=1)
-    if pred.ndim != 2 or pred.shape != true.shape:
-        raise ValueError(f"predictions {pred.shape} and true angles {true.shape} must both be (N, S)")
-    if period is None:
-        return pred, true
-    best, best_cost = pred.copy(), np.full(len(pred), np.inf)
-    for order in permutations(range(pred.shape[1])):
-        cand = pred[:, order]
-        err = np.abs(angle_difference(cand, true, period))
-        mismatch = (np.isfinite(cand) != np.isfinite(true)).any(axis=1)
-        cost = np.where(mismatch, np.inf, np.nansum(err, axis=1))
-        better = cost < best_cost
-        best[better], best_cost[better] = cand[better], cost[better]
-    return best, true
-
-
-def slot_errors(pred_deg, true_deg, period: float | None = None) -> np.ndarray:
-    """Absolute error of every source after pairing the (N, S) arrays per room (sorted, or on a
-    circle of ``period`` degrees the closest pairing); NaN for empty slots and for every slot of a
-    room whose count is wrong."""
-    pred, true = _pair(pred_deg, true_deg, period)
-    err = np.abs(angle_difference(pred, true, period))
-    err[source_counts(pred) != source_counts(true)] = np.nan
-    return err
 
 
 def separation_deg(true_deg, period: float | None = None) -> np.ndarray:
