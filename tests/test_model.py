@@ -9,7 +9,7 @@ from tests_support import tiny_raw_params
 from dualmic.core.params import parse_params
 from dualmic.core.schema_learn import PRESETS
 from dualmic.data.features import FeatureConfig, features_from_audio
-from dualmic.learn.model import FRONTENDS, ModelConfig, SSLModel, frames_read, patch_grid
+from dualmic.learn.model import FRONTENDS, ModelConfig, SSLModel, frames_read, ild_spectrum, patch_grid
 from dualmic.learn.model_file import model_config
 
 
@@ -138,6 +138,47 @@ def test_frontend_token_grids(frontend, frames, grid, read):
     model = SSLModel(replace(cfg, frontend=frontend)).eval()
     assert model.pos.shape == (1, grid[0] * grid[1] + 2, 32)
     assert model(torch.randn(2, 4, 256, frames)).shape == (2, 2, 36)
+
+
+def test_ild_spectrum_reads_the_level_difference_of_the_direct_sound():
+    """Per bin, mic 1 minus mic 0 over the louder frames, and over the onsets: a direct sound
+    louder at mic 1 followed by a tail louder at mic 0 gives the direct sound's sign at onsets."""
+    n_freq, n_frames = 4, 40
+    left = torch.full((1, n_freq, n_frames), -6.0)
+    right = left.clone()
+    left[..., 10], right[..., 10] = 0.0, 1.0  # the onset: mic 1 louder by 1 (natural log)
+    left[..., 11:20], right[..., 11:20] = -0.5, -1.0  # a louder-at-mic-0 tail, no rise
+    spec = ild_spectrum(torch.stack([left, right], dim=1))
+    assert spec.shape == (1, 2 * n_freq)
+    by_loud, by_onset = spec[0, :n_freq], spec[0, n_freq:]
+    torch.testing.assert_close(by_onset, torch.full((n_freq,), 1.0), atol=0.02, rtol=0)
+    torch.testing.assert_close(by_loud, torch.full((n_freq,), -0.35), atol=0.01, rtol=0)  # (1 - 9 x 0.5) / 10
+    swapped = ild_spectrum(torch.stack([right, left], dim=1))
+    torch.testing.assert_close(swapped, -spec)  # mirrored channels mirror the token's input
+
+
+def test_ild_token_adds_one_token_and_leaves_other_model_files_as_they_were(tmp_path):
+    from dualmic.learn.model_file import load_model, model_meta, save_model
+
+    raw = tiny_raw_params()
+    raw["features"]["channels"] = ["ipd", "logmag"]
+    cfg = model_config(parse_params(raw))
+    assert cfg.ild_token is False and "ild_token" not in cfg.to_dict()
+    assert not any("ild" in k for k in SSLModel(cfg).state_dict())
+    raw["model"]["ild_token"] = True
+    with_token = model_config(parse_params(raw))
+    model = SSLModel(with_token)
+    assert model.pos.shape[1] == SSLModel(cfg).pos.shape[1] + 1 and with_token.to_dict()["ild_token"]
+    x = torch.randn(2, with_token.in_channels, with_token.n_freq, with_token.n_frames)
+    save_model(tmp_path / "ild.pt", model, model_meta(parse_params(raw)))
+    loaded, _ = load_model(tmp_path / "ild.pt")
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    x2 = x.clone()
+    x2[:, 3, 100:] += 2.0  # mic 1 louder in the upper half of the band: the token must change the answer
+    assert not torch.allclose(model(x2), model(x))
+    raw["features"]["channels"] = ["ipd"]
+    with pytest.raises(Exception, match="model.ild_token reads the log-magnitude channels"):
+        parse_params(raw)
 
 
 @pytest.mark.parametrize("frontend", FRONTENDS)

@@ -109,6 +109,15 @@ class Params(Section):
         return self
 
     @model_validator(mode="after")
+    def _ild_token_reads_logmag(self):
+        if self.model.ild_token and "logmag" not in self.features.channels:
+            raise ValueError(
+                f"model.ild_token reads the log-magnitude channels, but features.channels is "
+                f"{list(self.features.channels)}; add logmag or set model.ild_token: false"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _active_sources(self):
         dist, n_src = self.features.active_sources, self.simulate.n_sources
         if dist is None:

@@ -34,6 +34,8 @@ class ModelParams(Section):
     # full-resolution 3x3 convolutions before the patch convolutions: 2 (the published 4 -> 4 -> 8
     # channels) | 1 (one, straight to 8 channels: a cheaper training step)
     stem_layers: Annotated[int, Strict(), Field(ge=1, le=2)] = 2
+    # one more token: the window's interaural level difference per frequency bin (needs logmag)
+    ild_token: StrictBool = False
 
     @property
     def token_grid(self) -> str:

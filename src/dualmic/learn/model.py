@@ -9,6 +9,11 @@ column of the second grid).
 Input (B, C, F, T) with C = 2 (cos/sin IPD) or 4 (+ log-magnitudes), F = 256 bins; output
 logits (B, 2, n_classes), slot 0 for the smaller of the two sorted angles. A counting model
 (``none_class``) has one more output per slot, class ``n_classes``: "no source in this slot".
+
+``ild_token`` adds one token that sees every frequency bin: the window's interaural level
+difference per bin, averaged over its louder frames and over its onsets (:func:`ild_spectrum`).
+A head's pinnae tell front from back by a few dB of it at 4-8 kHz, which the patch convolutions
+pool 16 bins at a time.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class ModelConfig:
     # full-resolution 3x3 convolutions before the patch convolutions: 2 (4 -> 4 -> 8 channels,
     # the published) or 1 (straight to 8)
     stem_layers: int = 2
+    # one more token: the window's interaural level difference per bin (ild_spectrum); needs the
+    # log-magnitude channels 2 and 3
+    ild_token: bool = False
 
     @property
     def n_outputs(self) -> int:
@@ -53,12 +61,34 @@ class ModelConfig:
         return self.n_classes + int(self.none_class)
 
     def to_dict(self) -> dict:
-        """The fields in plain types; ``stem_layers`` only when it is not the published 2, so the
-        files of two-layer models keep the layout they had before it existed."""
+        """The fields in plain types; ``stem_layers`` only when it is not the published 2 and
+        ``ild_token`` only when on, so the files of other models keep the layout they had before
+        these existed."""
         out = asdict(self)
         if out["stem_layers"] == 2:
             del out["stem_layers"]
+        if not out["ild_token"]:
+            del out["ild_token"]
         return out
+
+
+RISE_FRAMES = 3  # frames an onset's rise is measured against
+
+
+def ild_spectrum(logmag: torch.Tensor) -> torch.Tensor:
+    """Log-magnitudes (B, 2, F, T) of mic 0 and mic 1 → (B, 2 F): per bin, mic 1 minus mic 0
+    (natural-log units) averaged over the frames louder than the bin's mean, then weighted by
+    each frame's rise over the loudest of its previous RISE_FRAMES (the direct sound before
+    its reflections, as the onset channels of dualmic.data.features)."""
+    left, right = logmag[:, 0].float(), logmag[:, 1].float()
+    ild, loud = right - left, 0.5 * (left + right)
+    w_loud = (loud > loud.mean(-1, keepdim=True)).float()
+    past = nn.functional.pad(loud, (RISE_FRAMES, 0), mode="replicate")
+    before = torch.stack([past[..., k : k + loud.shape[-1]] for k in range(RISE_FRAMES)]).amax(0)
+    w_onset = torch.relu(loud - before)
+    by_loud = (w_loud * ild).sum(-1) / (w_loud.sum(-1) + 1e-6)
+    by_onset = (w_onset * ild).sum(-1) / (w_onset.sum(-1) + 1e-6)
+    return torch.cat([by_loud, by_onset], dim=-1)
 
 
 def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -129,7 +159,11 @@ class SSLModel(nn.Module):
             _conv_bn_gelu(32, 128, 4, 4, 0),
             _conv_bn_gelu(128, cfg.dim, self.last_kernel, self.last_kernel, 0),
         )
-        n_tokens = grid_f * grid_t + cfg.n_slots
+        n_tokens = grid_f * grid_t + cfg.n_slots + int(cfg.ild_token)
+        if cfg.ild_token:
+            if cfg.in_channels < 4:
+                raise ValueError("ild_token needs the log-magnitude channels (features.channels logmag)")
+            self.ild_embed = nn.Sequential(nn.LayerNorm(2 * cfg.n_freq), nn.Linear(2 * cfg.n_freq, cfg.dim))
         self.cls = nn.Parameter(torch.zeros(1, cfg.n_slots, cfg.dim))
         self.pos = nn.Parameter(torch.zeros(1, n_tokens, cfg.dim))
         nn.init.trunc_normal_(self.cls, std=0.02)
@@ -169,6 +203,8 @@ class SSLModel(nn.Module):
         for stage, kernel in zip(self.patch_embed, kernels, strict=True):
             z = stage(covered(z, kernel))  # (B, dim, F', T') after the last
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
+        if self.cfg.ild_token:
+            tokens = torch.cat([self.ild_embed(ild_spectrum(x[:, 2:4]))[:, None].to(tokens.dtype), tokens], 1)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
         out = self.norm(self.backbone(tokens))
         return self.head(out[:, : self.cfg.n_slots])

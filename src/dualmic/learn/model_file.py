@@ -39,6 +39,7 @@ def model_config(p: Params) -> ModelConfig:
         level_norm=m.level_norm and "logmag" in p.features.channels,
         frontend=m.token_grid,
         stem_layers=m.stem_layers,
+        ild_token=m.ild_token,
     )
 
 
