@@ -40,8 +40,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from dualmic.core.onsets import onsets  # noqa: E402
 from dualmic.core.params import parse_params  # noqa: E402
-from dualmic.data.features import FeatureConfig, onsets, stft  # noqa: E402
+from dualmic.data.features import FeatureConfig, stft  # noqa: E402
 from dualmic.sim.batches import simulate_batches  # noqa: E402
 
 WEIGHTINGS = ("loud", "coherent", "onset")

@@ -13,13 +13,13 @@ import yaml
 from scipy import signal
 
 from dualmic.core.errors import DualmicError
+from dualmic.core.onsets import onsets
 from dualmic.core.params import parse_params
 from dualmic.data.features import (
     FeatureConfig,
     diffuse_noise,
     features_from_audio,
     mix_sources,
-    onsets,
     reverberant_images,
     stft,
 )

@@ -227,3 +227,8 @@ class LabelCoding:
         counting = bool(meta.get("counting", False))
         circular = meta.get("label") in CIRCULAR
         return cls(float(meta["class_width_deg"]), int(n_classes), counting, 0.0, decode, circular)
+
+    @property
+    def period(self) -> float | None:
+        """Degrees round the circle of a circular label (errors wrap), else None."""
+        return self.n_classes * self.class_width_deg if self.circular else None

@@ -24,6 +24,8 @@ import torch
 from conformer import Conformer
 from torch import nn
 
+from dualmic.core.onsets import onsets
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -72,20 +74,15 @@ class ModelConfig:
         return out
 
 
-RISE_FRAMES = 3  # frames an onset's rise is measured against
-
-
 def ild_spectrum(logmag: torch.Tensor) -> torch.Tensor:
     """Log-magnitudes (B, 2, F, T) of mic 0 and mic 1 → (B, 2 F): per bin, mic 1 minus mic 0
     (natural-log units) averaged over the frames louder than the bin's mean, then weighted by
-    each frame's rise over the loudest of its previous RISE_FRAMES (the direct sound before
-    its reflections, as the onset channels of dualmic.data.features)."""
+    each frame's rise over the loudest of its previous ONSET_FRAMES (:func:`dualmic.core.onsets.onsets`,
+    as the onset channels: the direct sound before its reflections)."""
     left, right = logmag[:, 0].float(), logmag[:, 1].float()
     ild, loud = right - left, 0.5 * (left + right)
     w_loud = (loud > loud.mean(-1, keepdim=True)).float()
-    past = nn.functional.pad(loud, (RISE_FRAMES, 0), mode="replicate")
-    before = torch.stack([past[..., k : k + loud.shape[-1]] for k in range(RISE_FRAMES)]).amax(0)
-    w_onset = torch.relu(loud - before)
+    w_onset = onsets(loud)
     by_loud = (w_loud * ild).sum(-1) / (w_loud.sum(-1) + 1e-6)
     by_onset = (w_onset * ild).sum(-1) / (w_onset.sum(-1) + 1e-6)
     return torch.cat([by_loud, by_onset], dim=-1)

@@ -63,7 +63,7 @@ def add_turn_talkers(
     out = np.array(angles, dtype=np.float64, copy=True)
     if not coding.counting:
         return out
-    period = coding.n_classes * coding.class_width_deg if coding.circular else None
+    period = coding.period
     n_slots = out.shape[1]
     for i in range(len(out)):
         found = [float(a) for a in out[i] if np.isfinite(a)]

@@ -30,8 +30,7 @@ def validate(model, data, indices: np.ndarray, device, batch_size: int) -> ValRe
     targets = slot_targets(torch.from_numpy(true), data.coding).numpy().astype(np.float64)
     nll = -(targets * logp).sum(-1)
     k_true = source_counts(true)
-    period = 360.0 if data.coding.circular else None  # paired as evaluate pairs them
-    err = slot_errors(decode_known_count(logp, k_true, data.coding), true, period)
+    err = slot_errors(decode_known_count(logp, k_true, data.coding), true, data.coding.period)
     mae = float(np.nanmean(err)) if np.isfinite(err).any() else 0.0
     count_acc = None
     if data.coding.counting:

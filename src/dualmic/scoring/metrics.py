@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dualmic.core.labels import angle_difference, slot_errors, source_counts
-from dualmic.core.labels import pair_slots as _pair
+from dualmic.core.labels import angle_difference, pair_slots, slot_errors, source_counts
 
 DECIMALS = 4
 HORIZONTAL_DEG = 30.0  # degrees of elevation within which front/back confusion is also scored apart
@@ -54,7 +53,7 @@ def front_back_summary(
     if true_elevation_deg is not None:
         order = np.argsort(np.asarray(true_deg, dtype=np.float64), axis=1)  # np.sort's order, NaN last
         elevation = np.take_along_axis(np.asarray(true_elevation_deg, dtype=np.float64), order, axis=1)
-    pred, true = _pair(pred_deg, true_deg, 360.0)
+    pred, true = pair_slots(pred_deg, true_deg, 360.0)
     same_count = (source_counts(pred) == source_counts(true))[:, None]
     found = same_count & np.isfinite(pred) & np.isfinite(true)
     sin_t, sin_p = np.sin(np.radians(np.nan_to_num(true))), np.sin(np.radians(np.nan_to_num(pred)))
@@ -88,7 +87,7 @@ def count_summary(pred_deg, true_deg, prefix: str, period: float | None = None) 
     sources), ``missed_rate`` (true sources not reported / true sources), ``false_alarm_rate``
     (sources reported beyond the true count / rooms) and ``mae_{k}src_deg`` (correctly counted
     rooms of k sources, k >= 1)."""
-    pred, true = _pair(pred_deg, true_deg)
+    pred, true = pair_slots(pred_deg, true_deg)
     k_pred, k_true = source_counts(pred), source_counts(true)
     err = slot_errors(pred, true, period)
     out = {
