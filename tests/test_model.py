@@ -149,12 +149,28 @@ def test_ild_spectrum_reads_the_level_difference_of_the_direct_sound():
     left[..., 10], right[..., 10] = 0.0, 1.0  # the onset: mic 1 louder by 1 (natural log)
     left[..., 11:20], right[..., 11:20] = -0.5, -1.0  # a louder-at-mic-0 tail, no rise
     spec = ild_spectrum(torch.stack([left, right], dim=1))
-    assert spec.shape == (1, 2 * n_freq)
-    by_loud, by_onset = spec[0, :n_freq], spec[0, n_freq:]
+    assert spec.shape == (1, 1, 2 * n_freq)
+    by_loud, by_onset = spec[0, 0, :n_freq], spec[0, 0, n_freq:]
     torch.testing.assert_close(by_onset, torch.full((n_freq,), 1.0), atol=0.02, rtol=0)
     torch.testing.assert_close(by_loud, torch.full((n_freq,), -0.35), atol=0.01, rtol=0)  # (1 - 9 x 0.5) / 10
     swapped = ild_spectrum(torch.stack([right, left], dim=1))
     torch.testing.assert_close(swapped, -spec)  # mirrored channels mirror the token's input
+
+
+def test_ild_segments_keep_talkers_loud_at_different_moments_apart():
+    """A talker louder at mic 1 in the first half of the window and one louder at mic 0 in the
+    second: the whole window's row averages them, each span's row has its own talker's sign."""
+    n_freq, n_frames = 3, 40
+    left = torch.full((1, n_freq, n_frames), -6.0)
+    right = left.clone()
+    right[..., 5:15], left[..., 5:15] = 0.0, -1.0  # first talker: mic 1 louder by 1
+    left[..., 25:35], right[..., 25:35] = 0.0, -1.0  # second talker: mic 0 louder by 1
+    x = torch.stack([left, right], dim=1)
+    whole, halves = ild_spectrum(x), ild_spectrum(x, segments=2)
+    assert halves.shape == (1, 2, 2 * n_freq)
+    torch.testing.assert_close(whole[0, 0, :n_freq], torch.zeros(n_freq), atol=1e-5, rtol=0)
+    torch.testing.assert_close(halves[0, 0], torch.ones(2 * n_freq), atol=1e-5, rtol=0)
+    torch.testing.assert_close(halves[0, 1], -torch.ones(2 * n_freq), atol=1e-5, rtol=0)
 
 
 def test_ild_token_adds_one_token_and_leaves_other_model_files_as_they_were(tmp_path):
@@ -176,8 +192,16 @@ def test_ild_token_adds_one_token_and_leaves_other_model_files_as_they_were(tmp_
     x2 = x.clone()
     x2[:, 3, 100:] += 2.0  # mic 1 louder in the upper half of the band: the token must change the answer
     assert not torch.allclose(model(x2), model(x))
+    raw["model"]["ild_segments"] = 6  # the whole window's token and one per sixth of it
+    with_spans = model_config(parse_params(raw))
+    spans = SSLModel(with_spans)
+    assert spans.pos.shape[1] == SSLModel(cfg).pos.shape[1] + 7 and with_spans.to_dict()["ild_segments"] == 6
+    assert spans(x).shape == model(x).shape
     raw["features"]["channels"] = ["ipd"]
     with pytest.raises(Exception, match="model.ild_token reads the log-magnitude channels"):
+        parse_params(raw)
+    raw["features"]["channels"], raw["model"]["ild_token"] = ["ipd", "logmag"], False
+    with pytest.raises(Exception, match="model.ild_segments 6 splits the level-difference token"):
         parse_params(raw)
 
 

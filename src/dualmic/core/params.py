@@ -115,6 +115,11 @@ class Params(Section):
                 f"model.ild_token reads the log-magnitude channels, but features.channels is "
                 f"{list(self.features.channels)}; add logmag or set model.ild_token: false"
             )
+        if self.model.ild_segments > 1 and not self.model.ild_token:
+            raise ValueError(
+                f"model.ild_segments {self.model.ild_segments} splits the level-difference token, "
+                "but model.ild_token is false; set model.ild_token: true or model.ild_segments: 1"
+            )
         return self
 
     @model_validator(mode="after")

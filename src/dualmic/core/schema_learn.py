@@ -36,6 +36,8 @@ class ModelParams(Section):
     stem_layers: Annotated[int, Strict(), Field(ge=1, le=2)] = 2
     # one more token: the window's interaural level difference per frequency bin (needs logmag)
     ild_token: StrictBool = False
+    # with ild_token: one more such token per equal time span of the window when > 1
+    ild_segments: Annotated[int, Strict(), Field(ge=1, le=32)] = 1
 
     @property
     def token_grid(self) -> str:

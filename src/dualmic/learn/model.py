@@ -13,7 +13,8 @@ logits (B, 2, n_classes), slot 0 for the smaller of the two sorted angles. A cou
 ``ild_token`` adds one token that sees every frequency bin: the window's interaural level
 difference per bin, averaged over its louder frames and over its onsets (:func:`ild_spectrum`).
 A head's pinnae tell front from back by a few dB of it at 4-8 kHz, which the patch convolutions
-pool 16 bins at a time.
+pool 16 bins at a time. ``ild_segments`` > 1 adds one such token per equal time span of the
+window as well, so two talkers loud at different moments are not averaged into one spectrum.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class ModelConfig:
     # one more token: the window's interaural level difference per bin (ild_spectrum); needs the
     # log-magnitude channels 2 and 3
     ild_token: bool = False
+    # with ild_token: also one token per each of this many equal time spans of the window (1 = none)
+    ild_segments: int = 1
 
     @property
     def n_outputs(self) -> int:
@@ -63,29 +66,37 @@ class ModelConfig:
         return self.n_classes + int(self.none_class)
 
     def to_dict(self) -> dict:
-        """The fields in plain types; ``stem_layers`` only when it is not the published 2 and
-        ``ild_token`` only when on, so the files of other models keep the layout they had before
-        these existed."""
+        """The fields in plain types; ``stem_layers`` only when it is not the published 2,
+        ``ild_token`` only when on and ``ild_segments`` only when not 1, so the files of other
+        models keep the layout they had before these existed."""
         out = asdict(self)
         if out["stem_layers"] == 2:
             del out["stem_layers"]
         if not out["ild_token"]:
             del out["ild_token"]
+        if out["ild_segments"] == 1:
+            del out["ild_segments"]
         return out
 
 
-def ild_spectrum(logmag: torch.Tensor) -> torch.Tensor:
-    """Log-magnitudes (B, 2, F, T) of mic 0 and mic 1 → (B, 2 F): per bin, mic 1 minus mic 0
-    (natural-log units) averaged over the frames louder than the bin's mean, then weighted by
-    each frame's rise over the loudest of its previous ONSET_FRAMES (:func:`dualmic.core.onsets.onsets`,
-    as the onset channels: the direct sound before its reflections)."""
+def ild_spectrum(logmag: torch.Tensor, segments: int = 1) -> torch.Tensor:
+    """Log-magnitudes (B, 2, F, T) of mic 0 and mic 1 → (B, segments, 2 F): per bin, mic 1 minus
+    mic 0 (natural-log units) averaged over the frames louder than the bin's mean over the
+    window, then weighted by each frame's rise over the loudest of its previous ONSET_FRAMES
+    (:func:`dualmic.core.onsets.onsets`, as the onset channels: the direct sound before its
+    reflections); each of ``segments`` equal spans of the frames averaged on its own, so talkers
+    who are loud at different times give different rows."""
     left, right = logmag[:, 0].float(), logmag[:, 1].float()
     ild, loud = right - left, 0.5 * (left + right)
     w_loud = (loud > loud.mean(-1, keepdim=True)).float()
     w_onset = onsets(loud)
-    by_loud = (w_loud * ild).sum(-1) / (w_loud.sum(-1) + 1e-6)
-    by_onset = (w_onset * ild).sum(-1) / (w_onset.sum(-1) + 1e-6)
-    return torch.cat([by_loud, by_onset], dim=-1)
+    rows = []
+    spans = zip(*(torch.tensor_split(t, segments, dim=-1) for t in (w_loud, w_onset, ild)), strict=True)
+    for loud_w, onset_w, diff in spans:
+        by_loud = (loud_w * diff).sum(-1) / (loud_w.sum(-1) + 1e-6)
+        by_onset = (onset_w * diff).sum(-1) / (onset_w.sum(-1) + 1e-6)
+        rows.append(torch.cat([by_loud, by_onset], dim=-1))
+    return torch.stack(rows, dim=1)
 
 
 def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -145,6 +156,8 @@ class SSLModel(nn.Module):
         self.cfg = cfg
         grid_f, grid_t = patch_grid(cfg.n_freq, cfg.n_frames, cfg.frontend)
         self.last_kernel = last_kernel(cfg.n_freq, cfg.n_frames, cfg.frontend)
+        # level-difference tokens: the whole window, then ild_segments spans of it when > 1
+        self.ild_rows = ([1] + ([cfg.ild_segments] if cfg.ild_segments > 1 else [])) if cfg.ild_token else []
         if grid_f < 1 or grid_t < 1:
             raise ValueError(f"input {cfg.n_freq}x{cfg.n_frames} is too small for 64x patches")
         if cfg.stem_layers not in (1, 2):
@@ -156,7 +169,7 @@ class SSLModel(nn.Module):
             _conv_bn_gelu(32, 128, 4, 4, 0),
             _conv_bn_gelu(128, cfg.dim, self.last_kernel, self.last_kernel, 0),
         )
-        n_tokens = grid_f * grid_t + cfg.n_slots + int(cfg.ild_token)
+        n_tokens = grid_f * grid_t + cfg.n_slots + sum(self.ild_rows)
         if cfg.ild_token:
             if cfg.in_channels < 4:
                 raise ValueError("ild_token needs the log-magnitude channels (features.channels logmag)")
@@ -201,7 +214,8 @@ class SSLModel(nn.Module):
             z = stage(covered(z, kernel))  # (B, dim, F', T') after the last
         tokens = z.flatten(2).transpose(1, 2)  # (B, F'T', dim)
         if self.cfg.ild_token:
-            tokens = torch.cat([self.ild_embed(ild_spectrum(x[:, 2:4]))[:, None].to(tokens.dtype), tokens], 1)
+            spec = torch.cat([ild_spectrum(x[:, 2:4], n) for n in self.ild_rows], dim=1)
+            tokens = torch.cat([self.ild_embed(spec).to(tokens.dtype), tokens], 1)
         tokens = torch.cat([self.cls.expand(len(x), -1, -1), tokens], dim=1) + self.pos
         out = self.norm(self.backbone(tokens))
         return self.head(out[:, : self.cfg.n_slots])

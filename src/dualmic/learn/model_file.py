@@ -40,6 +40,7 @@ def model_config(p: Params) -> ModelConfig:
         frontend=m.token_grid,
         stem_layers=m.stem_layers,
         ild_token=m.ild_token,
+        ild_segments=m.ild_segments,
     )
 
 
