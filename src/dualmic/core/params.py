@@ -115,6 +115,11 @@ class Params(Section):
                 f"model.ild_token reads the log-magnitude channels, but features.channels is "
                 f"{list(self.features.channels)}; add logmag or set model.ild_token: false"
             )
+        if self.model.floor_channels and "logmag" not in self.features.channels:
+            raise ValueError(
+                f"model.floor_channels reads the log-magnitude channels, but features.channels is "
+                f"{list(self.features.channels)}; add logmag or set model.floor_channels: false"
+            )
         if self.model.ild_segments > 1 and not self.model.ild_token:
             raise ValueError(
                 f"model.ild_segments {self.model.ild_segments} splits the level-difference token, "

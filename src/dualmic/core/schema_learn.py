@@ -38,6 +38,8 @@ class ModelParams(Section):
     ild_token: StrictBool = False
     # with ild_token: one more such token per equal time span of the window when > 1
     ild_segments: Annotated[int, Strict(), Field(ge=1, le=32)] = 1
+    # two more input channels: each mic's log-magnitude rise above its per-bin floor (needs logmag)
+    floor_channels: StrictBool = False
 
     @property
     def token_grid(self) -> str:

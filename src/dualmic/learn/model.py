@@ -15,6 +15,11 @@ difference per bin, averaged over its louder frames and over its onsets (:func:`
 A head's pinnae tell front from back by a few dB of it at 4-8 kHz, which the patch convolutions
 pool 16 bins at a time. ``ild_segments`` > 1 adds one such token per equal time span of the
 window as well, so two talkers loud at different moments are not averaged into one spectrum.
+
+``floor_channels`` adds two input channels made inside the model from the log-magnitudes: each
+mic's rise above its own floor per bin over the window (:func:`above_floor`). A steady noise
+source keeps its bins near the floor whatever its direction; a talker's words rise above it, so
+the convolutions can tell which bins' phase differences belong to a talker.
 """
 
 from __future__ import annotations
@@ -59,6 +64,8 @@ class ModelConfig:
     ild_token: bool = False
     # with ild_token: also one token per each of this many equal time spans of the window (1 = none)
     ild_segments: int = 1
+    # two more channels made from the log-magnitudes: each mic's rise above its floor (above_floor)
+    floor_channels: bool = False
 
     @property
     def n_outputs(self) -> int:
@@ -67,8 +74,8 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         """The fields in plain types; ``stem_layers`` only when it is not the published 2,
-        ``ild_token`` only when on and ``ild_segments`` only when not 1, so the files of other
-        models keep the layout they had before these existed."""
+        ``ild_token`` and ``floor_channels`` only when on and ``ild_segments`` only when not 1,
+        so the files of other models keep the layout they had before these existed."""
         out = asdict(self)
         if out["stem_layers"] == 2:
             del out["stem_layers"]
@@ -76,6 +83,8 @@ class ModelConfig:
             del out["ild_token"]
         if out["ild_segments"] == 1:
             del out["ild_segments"]
+        if not out["floor_channels"]:
+            del out["floor_channels"]
         return out
 
 
@@ -97,6 +106,20 @@ def ild_spectrum(logmag: torch.Tensor, segments: int = 1) -> torch.Tensor:
         by_onset = (onset_w * diff).sum(-1) / (onset_w.sum(-1) + 1e-6)
         rows.append(torch.cat([by_loud, by_onset], dim=-1))
     return torch.stack(rows, dim=1)
+
+
+FLOOR_QUANTILE = 0.2  # the share of a window's frames at or below a bin's floor
+
+
+def above_floor(logmag: torch.Tensor, quantile: float = FLOOR_QUANTILE) -> torch.Tensor:
+    """Log-magnitudes (B, M, F, T) → each bin's rise above its floor over the window: the
+    log-magnitude less the ``quantile`` of its T frames (the k-th smallest), 0 where below.
+    Stationary noise (a fan, a steady noise source, diffuse noise) stays within a few dB of
+    its floor in every frame; a talker's words rise 10-30 dB above it and pause. A difference
+    of logarithms, so the recording's level does not change it."""
+    k = max(1, round(quantile * logmag.shape[-1]))
+    floor = logmag.float().kthvalue(k, dim=-1, keepdim=True).values
+    return torch.relu(logmag.float() - floor).to(logmag.dtype)
 
 
 def _conv_bn_gelu(c_in: int, c_out: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -162,7 +185,10 @@ class SSLModel(nn.Module):
             raise ValueError(f"input {cfg.n_freq}x{cfg.n_frames} is too small for 64x patches")
         if cfg.stem_layers not in (1, 2):
             raise ValueError(f"stem_layers {cfg.stem_layers}: expected 1 or 2")
-        stem = [(cfg.in_channels, 4), (4, 8)] if cfg.stem_layers == 2 else [(cfg.in_channels, 8)]
+        if cfg.floor_channels and cfg.in_channels < 4:
+            raise ValueError("floor_channels needs the log-magnitude channels (features.channels logmag)")
+        c_in = cfg.in_channels + 2 * int(cfg.floor_channels)
+        stem = [(c_in, 4), (4, 8)] if cfg.stem_layers == 2 else [(c_in, 8)]
         self.inter_conv = nn.Sequential(*(_conv_bn_gelu(a, b, 3, 1, 1) for a, b in stem))
         self.patch_embed = nn.Sequential(
             _conv_bn_gelu(8, 32, 4, 4, 0),
@@ -208,7 +234,7 @@ class SSLModel(nn.Module):
         """(B, C, F, T) features → (B, n_slots, n_outputs) logits."""
         if self.cfg.level_norm and x.shape[1] > 2:  # channels 2, 3: the log-magnitudes
             x = torch.cat([x[:, :2], x[:, 2:4] - self.log_level(x[:, 2:4]), x[:, 4:]], dim=1)
-        z = self.inter_conv(x)
+        z = self.inter_conv(torch.cat([x, above_floor(x[:, 2:4])], dim=1) if self.cfg.floor_channels else x)
         kernels = (4, 4, self.last_kernel)  # kernel = stride of each patch convolution
         for stage, kernel in zip(self.patch_embed, kernels, strict=True):
             z = stage(covered(z, kernel))  # (B, dim, F', T') after the last

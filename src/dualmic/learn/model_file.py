@@ -41,6 +41,7 @@ def model_config(p: Params) -> ModelConfig:
         stem_layers=m.stem_layers,
         ild_token=m.ild_token,
         ild_segments=m.ild_segments,
+        floor_channels=m.floor_channels,
     )
 
 
