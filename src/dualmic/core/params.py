@@ -29,7 +29,7 @@ from dualmic.core.schema_conditions import (
     SpeechParams,
     voice_language,
 )
-from dualmic.core.schema_learn import ModelParams, TrainParams
+from dualmic.core.schema_learn import LOGMAG_READERS, ModelParams, TrainParams
 from dualmic.core.schema_simulate import FraParams, SimulateParams, SplitParams
 
 __all__ = [
@@ -110,16 +110,12 @@ class Params(Section):
 
     @model_validator(mode="after")
     def _ild_token_reads_logmag(self):
-        if self.model.ild_token and "logmag" not in self.features.channels:
-            raise ValueError(
-                f"model.ild_token reads the log-magnitude channels, but features.channels is "
-                f"{list(self.features.channels)}; add logmag or set model.ild_token: false"
-            )
-        if self.model.floor_channels and "logmag" not in self.features.channels:
-            raise ValueError(
-                f"model.floor_channels reads the log-magnitude channels, but features.channels is "
-                f"{list(self.features.channels)}; add logmag or set model.floor_channels: false"
-            )
+        for key in LOGMAG_READERS:
+            if getattr(self.model, key) and "logmag" not in self.features.channels:
+                raise ValueError(
+                    f"model.{key} reads the log-magnitude channels, but features.channels is "
+                    f"{list(self.features.channels)}; add logmag or set model.{key}: false"
+                )
         if self.model.ild_segments > 1 and not self.model.ild_token:
             raise ValueError(
                 f"model.ild_segments {self.model.ild_segments} splits the level-difference token, "

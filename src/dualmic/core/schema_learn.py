@@ -17,6 +17,9 @@ PRESETS: dict[str, dict] = {
 }
 
 
+LOGMAG_READERS = ("ild_token", "floor_channels")  # model options that read the log-magnitude channels
+
+
 class ModelParams(Section):
     preset: Literal["small", "seed"]
     dim: PosInt | None = None

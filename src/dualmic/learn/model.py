@@ -31,6 +31,7 @@ from conformer import Conformer
 from torch import nn
 
 from dualmic.core.onsets import onsets
+from dualmic.core.schema_learn import LOGMAG_READERS
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def above_floor(logmag: torch.Tensor, quantile: float = FLOOR_QUANTILE) -> torch
     """Log-magnitudes (B, M, F, T) → each bin's rise above its floor over the window: the
     log-magnitude less the ``quantile`` of its T frames (the k-th smallest), 0 where below.
     Stationary noise (a fan, a steady noise source, diffuse noise) stays within a few dB of
-    its floor in every frame; a talker's words rise 10-30 dB above it and pause. A difference
+    its floor in every frame; a talker's words rise well above it and pause. A difference
     of logarithms, so the recording's level does not change it."""
     k = max(1, round(quantile * logmag.shape[-1]))
     floor = logmag.float().kthvalue(k, dim=-1, keepdim=True).values
@@ -185,8 +186,9 @@ class SSLModel(nn.Module):
             raise ValueError(f"input {cfg.n_freq}x{cfg.n_frames} is too small for 64x patches")
         if cfg.stem_layers not in (1, 2):
             raise ValueError(f"stem_layers {cfg.stem_layers}: expected 1 or 2")
-        if cfg.floor_channels and cfg.in_channels < 4:
-            raise ValueError("floor_channels needs the log-magnitude channels (features.channels logmag)")
+        for key in LOGMAG_READERS:
+            if getattr(cfg, key) and cfg.in_channels < 4:
+                raise ValueError(f"{key} needs the log-magnitude channels (features.channels logmag)")
         c_in = cfg.in_channels + 2 * int(cfg.floor_channels)
         stem = [(c_in, 4), (4, 8)] if cfg.stem_layers == 2 else [(c_in, 8)]
         self.inter_conv = nn.Sequential(*(_conv_bn_gelu(a, b, 3, 1, 1) for a, b in stem))
@@ -197,8 +199,6 @@ class SSLModel(nn.Module):
         )
         n_tokens = grid_f * grid_t + cfg.n_slots + sum(self.ild_rows)
         if cfg.ild_token:
-            if cfg.in_channels < 4:
-                raise ValueError("ild_token needs the log-magnitude channels (features.channels logmag)")
             self.ild_embed = nn.Sequential(nn.LayerNorm(2 * cfg.n_freq), nn.Linear(2 * cfg.n_freq, cfg.dim))
         self.cls = nn.Parameter(torch.zeros(1, cfg.n_slots, cfg.dim))
         self.pos = nn.Parameter(torch.zeros(1, n_tokens, cfg.dim))
