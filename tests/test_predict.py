@@ -35,7 +35,7 @@ from dualmic.predict import (
     recording_windows,
     segment_bounds,
 )
-from dualmic.recording import channel_delay_s, read_recording, stretch_audio
+from dualmic.recording import channel_delay_s, copied_channels, read_recording, stretch_audio
 
 RATE = 16000
 
@@ -81,6 +81,10 @@ def workdir(tmp_path_factory) -> Path:
     wav("mono.wav", two_talkers(4, 1.0, RATE)[0], RATE)
     wav("three.wav", np.concatenate([two_talkers(5, 1.0, RATE), two_talkers(6, 1.0, RATE)[:1]]), RATE)
     wav("short.wav", two_talkers(7, 0.3, RATE), RATE)
+    one = two_talkers(8, 1.0, RATE)[0]
+    wav("copied.wav", np.stack([one, -0.5 * one]), RATE)  # a mono recording in two channels
+    wav("deaf.wav", np.stack([one, np.zeros_like(one)]), RATE)  # mic 1 unplugged
+    wav("deaf3.wav", np.stack([one, 0.5 * one[::-1], np.zeros_like(one)]), RATE)
     (d / "x.wav").write_text("this is not audio\n")
     (d / "empty").mkdir()
     (d / "empty" / "notes.txt").write_text("no audio here\n")
@@ -253,6 +257,21 @@ def test_slot_confidence_is_the_mass_around_the_peak():
             ["mono.wav", "has 1 channel (0 to 0)"],
         ),
         ("short", "short.wav", "model.pt", (), ["short.wav", "0.300 s", "0.5 s"]),
+        (
+            "copied",
+            "copied.wav",
+            "model.pt",
+            (),
+            ["copied.wav", "channel 0 and channel 1 hold the same signal", "mono", "two mics"],
+        ),
+        ("one silent", "deaf.wav", "model.pt", (), ["deaf.wav", "channel 1 (mic 1) is silent", "both mics"]),
+        (
+            "picked silent",
+            "deaf3.wav",
+            "model.pt",
+            ("--channels", "2,0"),
+            ["deaf3.wav", "channel 2 (mic 0) is silent"],
+        ),
         ("text", "x.wav", "model.pt", (), ["x.wav", "cannot read"]),
         ("missing", "nope.wav", "model.pt", (), ["nope.wav", "not found"]),
         ("no audio in folder", "empty", "model.pt", (), ["empty", "holds no .wav, .flac, .ogg file"]),
@@ -444,6 +463,19 @@ def test_read_recording_resamples_and_keeps_channel_order(workdir):
     raw, _ = sf.read(workdir / "speech.wav", dtype="float32", always_2d=True)
     same = read_recording(workdir / "speech.wav", RATE)
     np.testing.assert_array_equal(same, raw.T)  # no resampling: samples untouched, ch 0 first
+
+
+def test_copied_channels_are_a_gain_apart_not_a_delay():
+    """A mono signal in both channels at any gain or polarity is a copy; the same signal a
+    sample or a tenth of a sample later, or with a little noise of its own, is two mics."""
+    rng = np.random.default_rng(9)
+    talker = synthetic_speech(rng, RATE, RATE).astype(np.float64)
+    assert copied_channels(talker, talker) and copied_channels(talker, -0.3 * talker)
+    for delay in (0.1, 1.0):
+        pair = delayed_pair(talker, delay)
+        assert not copied_channels(pair[0], pair[1]), delay
+    noisy = talker + 1e-2 * np.std(talker) * rng.standard_normal(talker.shape)  # 40 dB down
+    assert not copied_channels(talker, noisy)
 
 
 def test_silent_recording_is_refused(tmp_path):

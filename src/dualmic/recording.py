@@ -97,7 +97,32 @@ def _load_recording(path: str | Path, channels: tuple[int, int] | None = None) -
         raise DualmicError(f"recording {p} holds NaN or inf samples")
     if not np.any(data):
         raise DualmicError(f"recording {p} is silent (all samples are zero); nothing to localise")
+    names = [f"channel {c}" for c in (channels or (0, 1))]
+    for mic in (0, 1):
+        if not np.any(data[:, mic]):
+            raise DualmicError(
+                f"recording {p}: {names[mic]} (mic {mic}) is silent (all samples are zero); "
+                "localising needs both mics' signals"
+            )
+    if copied_channels(data[:, 0], data[:, 1]):
+        raise DualmicError(
+            f"recording {p}: {names[0]} and {names[1]} hold the same signal (a mono recording "
+            "copied to two channels?); localising needs the two mics' own signals"
+        )
     return data, int(rate)
+
+
+# 1 - correlation**2 below it: one channel is the other times a gain (a residual 60 dB down)
+COPY_RESIDUAL = 1e-6
+
+
+def copied_channels(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when one channel is the other times a constant (a mono signal written to both
+    channels, perhaps at another gain or polarity): no delay between the mics to read. Two
+    mics apart never give this; their signals differ by the delay and the room."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
+    return aa > 0 and bb > 0 and 1.0 - ab * ab / (aa * bb) < COPY_RESIDUAL
 
 
 def check_recording(path: str | Path, channels: tuple[int, int] | None = None) -> None:
@@ -118,7 +143,8 @@ def read_recording(
     Raises:
         DualmicError: (one line naming the file) if it is missing or not decodable audio, has
             other than two channels (or fewer than ``channels`` name), lasts less than 0.5 s,
-            holds NaN/inf or is all zeros.
+            holds NaN/inf, is all zeros, has a silent channel or one channel a copy of the
+            other (:func:`copied_channels`).
     """
     data, rate = _load_recording(path, channels)
     return stretch_audio(data.T, rate, sample_rate, stretch)
