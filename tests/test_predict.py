@@ -28,6 +28,7 @@ from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import check_model, load_model, model_config, model_meta, save_model
 from dualmic.predict import (
+    clipping_warning,
     delay_warning,
     mic_distance_stretch,
     model_features,
@@ -35,7 +36,13 @@ from dualmic.predict import (
     recording_windows,
     segment_bounds,
 )
-from dualmic.recording import channel_delay_s, copied_channels, read_recording, stretch_audio
+from dualmic.recording import (
+    channel_delay_s,
+    clipped_share,
+    copied_channels,
+    read_recording,
+    stretch_audio,
+)
 
 RATE = 16000
 
@@ -455,6 +462,37 @@ def test_segments_are_answered_each_as_a_recording_of_its_own(workdir, tmp_path)
 
 def bounds_of(seconds: float, segment_s: float, stretch: float = 1.0) -> list[tuple[int, int]]:
     return segment_bounds(int(round(seconds * stretch * RATE)), RATE, segment_s, stretch)
+
+
+def test_clipped_samples_are_the_flat_tops_at_a_channels_extremes():
+    """A tone or speech touches its peak at single samples; clipped at half its peak (in float
+    or at a 16-bit file's full scale, whose two extremes differ by one step) two thirds of
+    a tone's samples sit on flat tops."""
+    t = np.arange(RATE) / RATE
+    tone = np.sin(2 * np.pi * 440.0 * t)
+    speech = two_talkers(11, 1.0, RATE).T
+    assert clipped_share(np.stack([tone, 0.5 * tone], axis=1)) == 0.0
+    assert clipped_share(speech) < 1e-3
+    clipped = np.clip(tone, -0.5, 0.5)  # two thirds of each period beyond half the peak
+    assert clipped_share(np.stack([tone, clipped], axis=1)) == pytest.approx(2 / 3, abs=0.01)
+    pcm = np.clip(np.round(speech / (0.3 * np.abs(speech).max()) * 32768), -32768, 32767) / 32768
+    assert clipped_share(pcm) > 0.01
+
+
+def test_a_clipped_recording_is_answered_with_a_warning(workdir, tmp_path):
+    """A 16-bit file clipped on a few percent of its samples: one warning line on stderr naming
+    the share, and the answer; the unclipped recordings of these tests get none (above)."""
+    speech = two_talkers(12, 2.0, RATE).T
+    sf.write(
+        tmp_path / "hot.wav", np.clip(speech / (0.4 * np.abs(speech).max()), -1, 1), RATE, subtype="PCM_16"
+    )
+    assert clipping_warning(np.clip(speech, -1, 1)) is None
+    res = invoke(str(tmp_path / "hot.wav"), "--model", str(workdir / "model.pt"), "--json")
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"warning: {tmp_path / 'hot.wav'}: "), lines
+    assert "% of its samples are clipped" in lines[0] and "lower gain" in lines[0], lines
+    check_json(res.stdout)
 
 
 def test_read_recording_resamples_and_keeps_channel_order(workdir):

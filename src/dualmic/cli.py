@@ -137,6 +137,7 @@ def predict(
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
         from dualmic.predict import (
+            clipping_warning,
             delay_warning,
             load_predict_model,
             mic_distance_stretch,
@@ -147,9 +148,10 @@ def predict(
         from dualmic.recording import (
             MIN_DURATION_S,
             check_recording,
+            load_recording,
             parse_channels,
-            read_recording,
             recording_paths,
+            stretch_audio,
         )
 
         if segment is not None and not segment >= MIN_DURATION_S:
@@ -169,10 +171,11 @@ def predict(
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
         options = dict(decode=decode, mirror=mirror, turns=turns, presence=presence, n_sources=n_sources)
         for path in paths:
-            audio = read_recording(path, rate, picked, stretch)
-            warning = delay_warning(audio, meta)
-            if warning:
-                typer.echo(f"warning: {path}: {warning}", err=True)
+            samples, file_rate = load_recording(path, picked)
+            audio = stretch_audio(samples.T, file_rate, rate, stretch)
+            for warning in (clipping_warning(samples), delay_warning(audio, meta)):
+                if warning:
+                    typer.echo(f"warning: {path}: {warning}", err=True)
             if segment is None:
                 sources = predict_sources(audio, net, meta, dev, **options)
                 typer.echo(_answer(path if several else None, sources, label, as_json))

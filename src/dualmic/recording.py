@@ -61,8 +61,9 @@ def parse_channels(text: str | None) -> tuple[int, int] | None:
     return a, b
 
 
-def _load_recording(path: str | Path, channels: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
-    """A recording's samples (n, 2) float32 and rate, checked as :func:`read_recording` says."""
+def load_recording(path: str | Path, channels: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
+    """A recording's samples (n, 2) float32 as the file holds them (mic 0, mic 1) and its rate,
+    checked as :func:`read_recording` says."""
     p = Path(path)
     if not p.exists():
         raise DualmicError(f"recording {p} not found")
@@ -112,6 +113,28 @@ def _load_recording(path: str | Path, channels: tuple[int, int] | None = None) -
     return data, int(rate)
 
 
+# the least difference from a channel's highest (lowest) value that counts as that value
+HELD_TOLERANCE = 1e-6
+
+
+def clipped_share(data: np.ndarray) -> float:
+    """The largest share, over the channels of samples (n, C), of samples held at their
+    channel's highest or lowest value for two samples or more in a row: the flat tops of a
+    recording clipped at its converter's or its file's full scale. A waveform that is not
+    clipped touches its highest value at one sample (or two, for a tone far below the rate)."""
+    worst = 0.0
+    for ch in np.asarray(data, dtype=np.float64).T:
+        held = np.zeros(len(ch), dtype=bool)
+        for edge in (ch.max(), ch.min()):
+            if edge != 0.0:
+                at = np.abs(ch - edge) <= HELD_TOLERANCE * abs(edge)
+                twice = at[1:] & at[:-1]
+                held[1:] |= twice
+                held[:-1] |= twice
+        worst = max(worst, float(held.mean()))
+    return worst
+
+
 # 1 - correlation**2 below it: one channel is the other times a gain (a residual 60 dB down)
 COPY_RESIDUAL = 1e-6
 
@@ -128,7 +151,7 @@ def copied_channels(a: np.ndarray, b: np.ndarray) -> bool:
 def check_recording(path: str | Path, channels: tuple[int, int] | None = None) -> None:
     """Raise the DualmicError :func:`read_recording` would, without resampling or keeping the
     samples: ``dualmic predict`` checks every recording before it answers for any."""
-    _load_recording(path, channels)
+    load_recording(path, channels)
 
 
 def read_recording(
@@ -146,7 +169,7 @@ def read_recording(
             holds NaN/inf, is all zeros, has a silent channel or one channel a copy of the
             other (:func:`copied_channels`).
     """
-    data, rate = _load_recording(path, channels)
+    data, rate = load_recording(path, channels)
     return stretch_audio(data.T, rate, sample_rate, stretch)
 
 
