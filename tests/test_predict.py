@@ -541,12 +541,30 @@ def test_resampled_recording_scores_the_same(workdir):
         assert predict_angles(back, model, meta) == pytest.approx(predict_angles(audio, model, meta), abs=0.1)
 
 
+def test_a_dc_offset_does_not_change_the_answer(workdir):
+    """A recorder's DC offset, ten times the recording's RMS and another per channel, is taken
+    away before the features: the same log-probabilities as without it, up to the rounding of
+    the float32 samples that carry it (the phase of near-empty bins in the pauses, as for a
+    scaled recording below). Left in, it moves them by far more."""
+    model, meta = load_model(workdir / "model.pt")
+    audio = read_recording(workdir / "speech.wav", RATE)
+    rms = float(np.sqrt(np.mean(audio.astype(np.float64) ** 2)))
+    offset = (audio + np.array([[10.0 * rms], [-4.0 * rms]])).astype(np.float32)
+    lp, lp_dc = recording_windows(audio, model, meta)[0], recording_windows(offset, model, meta)[0]
+    np.testing.assert_allclose(lp_dc, lp, atol=0.02)
+    x = torch.from_numpy(offset)  # the offset left in: unit RMS only
+    kept = features_from_audio((x / x.pow(2).mean().sqrt())[None], model_features(meta))
+    hop_frames = round(meta["hop_s"] * RATE / meta["hop"])
+    assert np.abs(pooled_log_probs(model, kept, hop_frames)[0] - lp).max() > 0.1
+
+
 def test_long_recordings_are_pooled_windows(workdir):
     """Windows scored a few at a time pool to what pooled_log_probs gives over all at once."""
     model, meta = load_model(workdir / "model.pt")
     audio = read_recording(workdir / "speech.wav", RATE)  # 2 s: 3 one-second windows 0.5 s apart
-    x = torch.from_numpy(audio)
-    feats = features_from_audio((x / (x.pow(2).mean().sqrt() + 1e-8))[None], model_features(meta))
+    x = torch.from_numpy(audio).double()
+    x = x - x.mean(dim=-1, keepdim=True)  # predict takes each channel's mean (DC offset) away
+    feats = features_from_audio((x / (x.pow(2).mean().sqrt() + 1e-8)).float()[None], model_features(meta))
     hop_frames = round(meta["hop_s"] * RATE / meta["hop"])
     window = parse_params(tiny_raw_params()).window_frames
     assert len(window_starts(feats.shape[-1], window, hop_frames)) == 3

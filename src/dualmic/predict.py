@@ -173,17 +173,19 @@ def recording_windows(
     every window of the channels as they are: ((n_slots, n_outputs), (n_windows, n_slots,
     n_outputs)).
 
-    The audio is scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]``
+    Each channel's mean (a recorder's DC offset) is taken away and the audio scaled to unit RMS
+    (as the training mixtures are), windows ``meta["hop_s"]``
     apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
     log-probabilities averaged; a recording shorter than one window is zero-padded. ``mirror``
     (``evaluate.mirror``): the pooled answer is averaged with the answer to the swapped
     channels, mapped back (:func:`dualmic.learn.mirror.mirror_average`).
     """
     cfg = model_features(meta)
-    x = torch.as_tensor(np.asarray(audio), dtype=torch.float32)
+    x = torch.as_tensor(np.asarray(audio), dtype=torch.float64)
     if x.ndim != 2 or x.shape[0] != 2:
         raise DualmicError(f"audio has shape {tuple(x.shape)}; expected (2, samples): mic 0, mic 1")
-    x = x / (x.pow(2).mean().sqrt() + _EPS)
+    x = x - x.mean(dim=-1, keepdim=True)  # a recorder's DC offset: training mixtures have none
+    x = (x / (x.pow(2).mean().sqrt() + _EPS)).float()
     features = features_from_audio(x[None], cfg)  # (1, C, F, T)
     hop_frames = max(1, round(float(meta["hop_s"]) * cfg.sample_rate / cfg.hop))
     window = model.cfg.n_frames
