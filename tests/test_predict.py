@@ -91,7 +91,7 @@ def workdir(tmp_path_factory) -> Path:
     one = two_talkers(8, 1.0, RATE)[0]
     wav("copied.wav", np.stack([one, -0.5 * one]), RATE)  # a mono recording in two channels
     wav("deaf.wav", np.stack([one, np.zeros_like(one)]), RATE)  # mic 1 unplugged
-    wav("deaf3.wav", np.stack([one, 0.5 * one[::-1], np.zeros_like(one)]), RATE)
+    wav("deaf3.wav", np.stack([one, 0.5 * one[::-1], np.full_like(one, 0.25)]), RATE)  # a DC level alone
     (d / "x.wav").write_text("this is not audio\n")
     (d / "empty").mkdir()
     (d / "empty" / "notes.txt").write_text("no audio here\n")
@@ -271,13 +271,19 @@ def test_slot_confidence_is_the_mass_around_the_peak():
             (),
             ["copied.wav", "channel 0 and channel 1 hold the same signal", "mono", "two mics"],
         ),
-        ("one silent", "deaf.wav", "model.pt", (), ["deaf.wav", "channel 1 (mic 1) is silent", "both mics"]),
+        (
+            "one silent",
+            "deaf.wav",
+            "model.pt",
+            (),
+            ["deaf.wav", "channel 1 (mic 1) is silent", "are 0)", "both mics"],
+        ),
         (
             "picked silent",
             "deaf3.wav",
             "model.pt",
             ("--channels", "2,0"),
-            ["deaf3.wav", "channel 2 (mic 0) is silent"],
+            ["deaf3.wav", "channel 2 (mic 0) is silent", "are 0.25)"],
         ),
         ("text", "x.wav", "model.pt", (), ["x.wav", "cannot read"]),
         ("missing", "nope.wav", "model.pt", (), ["nope.wav", "not found"]),
@@ -509,6 +515,7 @@ def test_copied_channels_are_a_gain_apart_not_a_delay():
     rng = np.random.default_rng(9)
     talker = synthetic_speech(rng, RATE, RATE).astype(np.float64)
     assert copied_channels(talker, talker) and copied_channels(talker, -0.3 * talker)
+    assert copied_channels(talker + 0.2, 0.5 * talker - 0.1)  # each with a DC offset of its own
     for delay in (0.1, 1.0):
         pair = delayed_pair(talker, delay)
         assert not copied_channels(pair[0], pair[1]), delay

@@ -100,10 +100,10 @@ def load_recording(path: str | Path, channels: tuple[int, int] | None = None) ->
         raise DualmicError(f"recording {p} is silent (all samples are zero); nothing to localise")
     names = [f"channel {c}" for c in (channels or (0, 1))]
     for mic in (0, 1):
-        if not np.any(data[:, mic]):
+        if np.ptp(data[:, mic]) == 0:
             raise DualmicError(
-                f"recording {p}: {names[mic]} (mic {mic}) is silent (all samples are zero); "
-                "localising needs both mics' signals"
+                f"recording {p}: {names[mic]} (mic {mic}) is silent (all its samples are "
+                f"{data[0, mic]:g}); localising needs both mics' signals"
             )
     if copied_channels(data[:, 0], data[:, 1]):
         raise DualmicError(
@@ -142,8 +142,10 @@ COPY_RESIDUAL = 1e-6
 def copied_channels(a: np.ndarray, b: np.ndarray) -> bool:
     """True when one channel is the other times a constant (a mono signal written to both
     channels, perhaps at another gain or polarity): no delay between the mics to read. Two
-    mics apart never give this; their signals differ by the delay and the room."""
+    mics apart never give this; their signals differ by the delay and the room. Each channel's
+    mean (a recorder's DC offset) is left out."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    a, b = a - a.mean(), b - b.mean()
     aa, bb, ab = float(a @ a), float(b @ b), float(a @ b)
     return aa > 0 and bb > 0 and 1.0 - ab * ab / (aa * bb) < COPY_RESIDUAL
 
