@@ -43,6 +43,7 @@ def test_steady_noise_stays_near_its_floor_and_words_rise_above_it():
 def test_floor_channels_feed_the_stem_and_leave_other_model_files_as_they_were(tmp_path):
     raw = tiny_raw_params()
     raw["features"]["channels"] = ["ipd", "logmag"]
+    raw["model"]["floor_channels"] = False
     cfg = model_config(parse_params(raw))
     assert cfg.floor_channels is False and "floor_channels" not in cfg.to_dict()
     raw["model"]["floor_channels"] = True

@@ -110,6 +110,7 @@ def test_log_level_is_the_window_rms(rms):
 
 def test_level_norm_follows_param_and_logmag_channels():
     raw = tiny_raw_params()
+    raw["model"]["floor_channels"] = False  # they read the log-magnitudes: [ipd] alone has none
     for norm, channels, expected in (
         (True, ["ipd"], False),
         (True, ["ipd", "logmag"], True),
@@ -266,10 +267,9 @@ def test_stem_layers_sets_the_full_resolution_convolutions(tmp_path):
     assert cfg.stem_layers == 1
     one, two = SSLModel(cfg), SSLModel(replace(cfg, stem_layers=2))
     convs = [[m for m in net.inter_conv.modules() if isinstance(m, torch.nn.Conv2d)] for net in (one, two)]
-    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs[0]] == [
-        (cfg.in_channels, 8, (3, 3))
-    ]
-    assert [(c.in_channels, c.out_channels) for c in convs[1]] == [(cfg.in_channels, 4), (4, 8)]
+    stem_in = cfg.in_channels + 2 * int(cfg.floor_channels)  # the floor channels are made in the model
+    assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs[0]] == [(stem_in, 8, (3, 3))]
+    assert [(c.in_channels, c.out_channels) for c in convs[1]] == [(stem_in, 4), (4, 8)]
     x = torch.randn(2, cfg.in_channels, cfg.n_freq, cfg.n_frames)
     assert one(x).shape == two(x).shape
     assert "stem_layers" not in two.cfg.to_dict() and one.cfg.to_dict()["stem_layers"] == 1

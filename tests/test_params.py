@@ -47,7 +47,8 @@ def test_repo_params_yaml_has_the_documented_defaults():
     assert sim.method_for("train") == "fra" and sim.method_for("eval") == "fra"
     assert p.labels.angle == "lateral"
     assert p.labels.n_classes == 36 and p.labels.class_width_deg == 5.0
-    assert p.features.channels == ("ipd", "logmag") and p.features.keep_mix == ("eval",)
+    assert p.features.channels == ("ipd", "logmag", "onset") and p.features.keep_mix == ("eval",)
+    assert p.model.floor_channels and p.features.onset_threshold_db == 0.0
     assert p.features.n_fft == 512 and p.features.hop == 160 and p.features.snr_db is None
     assert p.sources.kind == "synthetic" and p.sources.folder is None
 
@@ -201,7 +202,7 @@ BAD = [
     ),
     (
         "onset-threshold-without-onset",
-        _set("features", "onset_threshold_db", 6.0),
+        lambda r: r["features"].update(channels=["ipd", "logmag"], onset_threshold_db=6.0),
         ["onset_threshold_db 6", "add onset to channels"],
     ),
     (
