@@ -52,8 +52,9 @@ def _make_inputs(root: Path) -> dict[str, Path]:
     n_frames = 1 + int(round(p.features.duration_s * sim.sample_rate)) // p.features.hop
     phase = rng.uniform(-np.pi, np.pi, (n, 1, p.features.n_fft // 2, n_frames))
     channels = [np.cos(phase), np.sin(phase)]
-    if "logmag" in p.features.channels:
-        channels += list(rng.normal(2.0, 1.0, (2, n, 1, p.features.n_fft // 2, n_frames)))
+    for kind in ("logmag", "onset"):
+        if kind in p.features.channels:
+            channels += list(rng.normal(2.0, 1.0, (2, n, 1, p.features.n_fft // 2, n_frames)))
     save_npy(feats / "eval" / "features.npy", np.concatenate(channels, 1).astype(np.float16))
     lateral = frame[["src0_lateral_deg", "src1_lateral_deg"]].to_numpy()
     save_npy(feats / "eval" / "angles.npy", np.sort(lateral, axis=1).astype(np.float32))

@@ -538,10 +538,10 @@ def test_resampled_recording_scores_the_same(workdir):
     back = read_recording(path48, RATE)
     assert back.shape == audio.shape
     lp, lp48 = recording_windows(audio, model, meta)[0], recording_windows(back, model, meta)[0]
-    np.testing.assert_allclose(lp48, lp, atol=0.02)  # measured: ~0.003 for this model
-    # so every slot whose best class leads by more than 2 x 0.02 keeps it
+    np.testing.assert_allclose(lp48, lp, atol=0.04)  # measured: 0.022 for this model with onsets
+    # so every slot whose best class leads by more than 2 x 0.04 keeps it
     top2 = np.sort(lp, axis=-1)[:, -2:]
-    clear = top2[:, 1] - top2[:, 0] > 0.04
+    clear = top2[:, 1] - top2[:, 0] > 0.08
     assert clear.any()
     np.testing.assert_array_equal(lp48.argmax(-1)[clear], lp.argmax(-1)[clear])
     if clear.all():  # the same count, and angles read between classes within a tenth of a degree
@@ -585,7 +585,7 @@ def test_long_recordings_are_pooled_windows(workdir):
     np.testing.assert_allclose(mirrored, both, atol=1e-4)
     # the input is normalised to unit RMS, so its scale does not matter (up to rounding, which
     # moves the phase of near-empty STFT bins in the pauses)
-    np.testing.assert_allclose(recording_windows(7.0 * audio, model, meta)[0], chunked, atol=5e-3)
+    np.testing.assert_allclose(recording_windows(7.0 * audio, model, meta)[0], chunked, atol=0.02)
     # a recording shorter than one window is zero-padded, not refused
     assert recording_windows(audio[:, : RATE // 2], model, meta)[0].shape == direct.shape
 
@@ -663,6 +663,7 @@ def test_the_onset_threshold_travels_in_the_model_file_and_is_checked():
     """A model trained on thresholded onsets is fed the same features by predict; models without
     onset channels keep the meta they had; evaluate refuses params with another threshold."""
     raw = tiny_raw_params()
+    raw["features"]["channels"] = ["ipd", "logmag"]
     assert "onset_threshold_db" not in model_meta(parse_params(raw))
     raw["features"].update(channels=["ipd", "logmag", "onset"], onset_threshold_db=6.0)
     p = parse_params(raw)

@@ -266,6 +266,9 @@ def test_date_defaults(monkeypatch):
 
 
 def test_params_comment(tiny_params):
+    tiny_params = tiny_params.model_copy(
+        update={"features": tiny_params.features.model_copy(update={"channels": ("ipd", "logmag")})}
+    )
     text = dsofa.params_comment(tiny_params)
     assert text.startswith('params {"features":') and '"labels":{"angle":"lateral"' in text
     assert "\n" not in text and '"model"' not in text
