@@ -28,7 +28,6 @@ from dualmic.learn.mirror import match_slots, mirror_classes
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import check_model, load_model, model_config, model_meta, save_model
 from dualmic.predict import (
-    clipping_warning,
     delay_warning,
     mic_distance_stretch,
     model_features,
@@ -39,6 +38,7 @@ from dualmic.predict import (
 from dualmic.recording import (
     channel_delay_s,
     clipped_share,
+    clipping_warning,
     copied_channels,
     read_recording,
     stretch_audio,

@@ -137,7 +137,6 @@ def predict(
         # torch is imported only by the commands that need it
         from dualmic.core.device import resolve_device
         from dualmic.predict import (
-            clipping_warning,
             delay_warning,
             load_predict_model,
             mic_distance_stretch,
@@ -148,6 +147,7 @@ def predict(
         from dualmic.recording import (
             MIN_DURATION_S,
             check_recording,
+            clipping_warning,
             load_recording,
             parse_channels,
             recording_paths,

@@ -29,7 +29,7 @@ from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import META_DEFAULTS, load_model
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
-from dualmic.recording import MIN_DURATION_S, channel_delay_s, clipped_share
+from dualmic.recording import MIN_DURATION_S, channel_delay_s
 
 META_KEYS = (
     "label",
@@ -138,26 +138,6 @@ def delay_warning(audio: np.ndarray, meta: dict) -> str | None:
         f"{cfg.mic_distance_m:g} m apart allow ({most * 1e3:.2f} ms): mics further apart (give "
         "--mic-distance), ears on a head (README: Two ears) or channels out of sync? The angles are "
         "likely wrong"
-    )
-
-
-# share of a channel's samples held at its highest or lowest value from which predict warns
-CLIPPED_WARN = 0.01
-
-
-def clipping_warning(samples: np.ndarray) -> str | None:
-    """A one-line warning when a recording's samples (n, 2), as its file holds them, are clipped:
-    at least ``CLIPPED_WARN`` of a channel's samples held at its highest or lowest value
-    (:func:`dualmic.recording.clipped_share`). Clipping bends the phase between the mics: the
-    eval mixtures clipped on 1 % of their samples lost 0.8 degrees, on 11 % 1.9 degrees (README:
-    predict). ``None`` when it is not clipped."""
-    share = clipped_share(samples)
-    if share < CLIPPED_WARN:
-        return None
-    return (
-        f"{100 * share:.1f} % of its samples are clipped (held at the highest or lowest value); "
-        "clipping bends the phase between the mics, so the angles may be a degree or more off: "
-        "record at a lower gain"
     )
 
 

@@ -135,6 +135,26 @@ def clipped_share(data: np.ndarray) -> float:
     return worst
 
 
+# share of a channel's samples held at its highest or lowest value from which predict warns
+CLIPPED_WARN = 0.01
+
+
+def clipping_warning(samples: np.ndarray) -> str | None:
+    """A one-line warning when a recording's samples (n, 2), as its file holds them, are clipped:
+    at least ``CLIPPED_WARN`` of a channel's samples held at its highest or lowest value
+    (:func:`clipped_share`). Clipping bends the phase between the mics: the
+    eval mixtures clipped on 1 % of their samples lost 0.8 degrees, on 11 % 1.9 degrees (README:
+    predict). ``None`` when it is not clipped."""
+    share = clipped_share(samples)
+    if share < CLIPPED_WARN:
+        return None
+    return (
+        f"{100 * share:.1f} % of its samples are clipped (held at the highest or lowest value); "
+        "clipping bends the phase between the mics, so the angles may be a degree or more off: "
+        "record at a lower gain"
+    )
+
+
 # 1 - correlation**2 below it: one channel is the other times a gain (a residual 60 dB down)
 COPY_RESIDUAL = 1e-6
 
