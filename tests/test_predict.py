@@ -36,10 +36,13 @@ from dualmic.predict import (
     segment_bounds,
 )
 from dualmic.recording import (
+    HIGHPASS_HZ,
     channel_delay_s,
     clipped_share,
     clipping_warning,
     copied_channels,
+    highpass,
+    highpass_filter,
     read_recording,
     stretch_audio,
 )
@@ -325,6 +328,8 @@ def test_slot_confidence_is_the_mass_around_the_peak():
         ),
         ("n-sources -1", "speech.wav", "model.pt", ("--n-sources", "-1"), ["--n-sources -1", "0 or more"]),
         ("segment", "speech.wav", "model.pt", ("--segment", "0.2"), ["--segment 0.2", "at least 0.5"]),
+        ("highpass -1", "speech.wav", "model.pt", ("--highpass", "-1"), ["--highpass -1", "below 8000"]),
+        ("highpass 8000", "speech.wav", "model.pt", ("--highpass", "8000"), ["--highpass 8000", "16000 Hz"]),
     ],
 )
 def test_cli_errors_are_one_line(workdir, name, recording, model, extra, words):
@@ -604,8 +609,8 @@ def test_cli_n_sources_gives_that_many_angles_of_the_most_sure_slots(workdir):
     got = [json.loads(a.stdout) for a in answers]
     assert [g["n_sources"] for g in got] == [0, 1, 2]
     net, meta = load_model(workdir / "model.pt")
-    audio = read_recording(workdir / "speech.wav", RATE)
-    logp = recording_windows(audio, net, meta)[0]
+    audio = highpass(read_recording(workdir / "speech.wav", RATE), highpass_filter(HIGHPASS_HZ, RATE))
+    logp = recording_windows(audio, net, meta)[0]  # as the CLI reads it: its default high-pass first
     coding = LabelCoding.from_meta(meta, net.cfg.n_classes)
     angles, sure = slot_peak_deg(logp, coding), slot_presence(logp, coding)
     assert got[1]["angles_deg"] == pytest.approx([angles[sure.argmax()]], abs=0.006)
@@ -679,3 +684,38 @@ def test_the_onset_threshold_travels_in_the_model_file_and_is_checked():
         DualmicError, match="onset_threshold_db 6.0 but params.yaml has features.onset_threshold_db 3.0"
     ):
         check_model("m.pt", model, meta, parse_params(raw))
+
+
+def _tone(x: np.ndarray, hz: float) -> complex:
+    t = np.arange(x.shape[-1]) / RATE
+    return 2 * np.mean(x * np.exp(-2j * np.pi * hz * t))
+
+
+def _tone_level_db(x: np.ndarray, hz: float) -> float:
+    return 20 * np.log10(abs(_tone(x, hz)))
+
+
+def test_the_highpass_takes_out_rumble_and_keeps_the_voice_and_the_delay_between_the_mics():
+    sos = highpass_filter(HIGHPASS_HZ, RATE)
+    t = np.arange(2 * RATE) / RATE
+    tones = np.sin(2 * np.pi * 20 * t) + np.sin(2 * np.pi * 1000 * t)
+    out = highpass(tones[None].astype(np.float32), sos)[0]
+    mid = slice(RATE // 2, 3 * RATE // 2)  # away from the ends, whole cycles of both tones
+    assert _tone_level_db(out[mid], 20) < -60  # rumble: 60 dB down
+    assert abs(_tone_level_db(out[mid], 1000)) < 0.01  # the voice's band as it was
+    assert abs(np.angle(_tone(out[mid], 1000) / _tone(tones[mid], 1000))) < 1e-3  # zero phase
+    noise = np.random.default_rng(0).standard_normal(2 * RATE)
+    pair = np.stack([noise, np.roll(noise, 3)])  # mic 1 hears it 3 samples later
+    a, b = highpass(pair, sos)
+    assert (
+        np.abs(np.roll(a, 3) - b)[mid].max() < 1e-3 * np.abs(a).max()
+    )  # one filter on both mics: the delay stays
+    assert highpass(pair, highpass_filter(0, RATE)) is pair  # 0 = off
+
+
+def test_predict_filters_by_default_at_the_constant_the_library_uses():
+    import inspect
+
+    from dualmic.cli import predict
+
+    assert inspect.signature(predict).parameters["highpass_hz"].default.default == HIGHPASS_HZ

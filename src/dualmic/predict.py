@@ -29,7 +29,7 @@ from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import META_DEFAULTS, load_model
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
-from dualmic.recording import MIN_DURATION_S, channel_delay_s
+from dualmic.recording import MIN_DURATION_S, channel_delay_s, highpass
 
 META_KEYS = (
     "label",
@@ -275,17 +275,21 @@ def predict_segments(
     segment_s: float,
     stretch: float = 1.0,
     device: str | torch.device = "cpu",
+    sos: np.ndarray | None = None,
     **options,
 ) -> list[tuple[float, float, list[tuple[float, float]]]]:
     """:func:`predict_sources` of every ``segment_s``-second segment of a recording (2, n) read at
     the model's rate with its time axis stretched by ``stretch`` (:func:`segment_bounds`), each
     as a recording of its own (its own level, windows and count): (start s, end s, sources) with
-    times in the file's seconds. A silent segment (all samples zero) has no source. ``options``:
+    times in the file's seconds. A silent segment (all samples zero) has no source. ``sos``: a
+    high-pass run over each segment alone (:func:`dualmic.recording.highpass`). ``options``:
     those of :func:`predict_sources`."""
     rate = model_features(meta).sample_rate
     out = []
     for lo, hi in segment_bounds(audio.shape[-1], rate, segment_s, stretch):
         piece = audio[:, lo:hi]
-        sources = predict_sources(piece, model, meta, device, **options) if np.any(piece) else []
+        sources = (
+            predict_sources(highpass(piece, sos), model, meta, device, **options) if np.any(piece) else []
+        )
         out.append((round(lo / (rate * stretch), 3), round(hi / (rate * stretch), 3), sources))
     return out
