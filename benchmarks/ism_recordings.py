@@ -49,7 +49,7 @@ from dualmic.core.params import load_params
 from dualmic.data.perturb import add_at_snr, colored_noise, mic_mismatch
 from dualmic.learn.decoding import decode_known_count
 from dualmic.predict import load_predict_model, recording_windows
-from dualmic.recording import HIGHPASS_HZ, highpass, highpass_filter, read_recording
+from dualmic.recording import HIGHPASS_HZ, read_recording
 from dualmic.scoring.baselines import srp_phat_angles
 from dualmic.sim.batches import room_spec
 from dualmic.sim.ism import ism_rirs
@@ -164,9 +164,7 @@ def score(
         truth = {k: np.asarray(v) for k, v in json.loads((folder / "truth.json").read_text()).items()}
         files = sorted(truth)
         fs = p.simulate.sample_rate
-        raw = {f: read_recording(folder / f, fs) for f in files}  # SRP-PHAT reads the files as they are
-        sos = highpass_filter(HIGHPASS_HZ, fs)  # the model as `dualmic predict` filters by default
-        audio = {f: highpass(raw[f], sos) for f in files}
+        audio = {f: read_recording(folder / f, fs) for f in files}
         results: dict = {
             "date": utc_now(),
             "machine": machine_info(),
@@ -180,7 +178,7 @@ def score(
             coding = LabelCoding.from_meta(meta, model.cfg.n_classes)
             told = {}
             for f in files:
-                logp = recording_windows(audio[f], model, meta)[0]
+                logp = recording_windows(audio[f], model, meta, highpass_hz=HIGHPASS_HZ)[0]  # as predict
                 angles = decode_known_count(logp[None], np.array([len(truth[f])]), coding)[0]
                 told[f] = np.sort(angles[np.isfinite(angles)])
             for cond in CONDITIONS:
@@ -200,7 +198,7 @@ def score(
             rows = [f for f in files if f.startswith(cond + "_")]
             srp = [
                 srp_phat_angles(
-                    raw[f][None], p.simulate.mic_distance_m, fs, p.features.n_fft, n_sources=len(truth[f])
+                    audio[f][None], p.simulate.mic_distance_m, fs, p.features.n_fft, n_sources=len(truth[f])
                 )[0]
                 for f in rows
             ]

@@ -113,7 +113,7 @@ def test_predict_reports_the_second_talker_with_its_share_as_confidence(monkeypa
 
     windows = np.stack([window([41.0, None])] * 4 + [window([128.0, None])] * 2).astype(np.float32)
 
-    def fake(audio, model, meta, device, batch_size=32, mirror=False):
+    def fake(audio, model, meta, device, batch_size=32, mirror=False, highpass_hz=0.0):
         return windows.mean(0), windows
 
     class Net:

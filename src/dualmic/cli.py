@@ -154,7 +154,6 @@ def predict(
             MIN_DURATION_S,
             check_recording,
             clipping_warning,
-            highpass,
             highpass_filter,
             load_recording,
             parse_channels,
@@ -176,9 +175,16 @@ def predict(
         net, meta = load_predict_model(model, dev)
         stretch = 1.0 if mic_distance is None else mic_distance_stretch(meta, mic_distance)
         label, rate = str(meta["label"]), model_features(meta).sample_rate
-        sos = highpass_filter(highpass_hz, rate)
+        highpass_filter(highpass_hz, rate)  # a cut-off the model's rate cannot take: one error line first
         several = len(paths) > 1 or any(r.is_dir() for r in recordings)  # lines name their file
-        options = dict(decode=decode, mirror=mirror, turns=turns, presence=presence, n_sources=n_sources)
+        options = dict(
+            decode=decode,
+            mirror=mirror,
+            turns=turns,
+            presence=presence,
+            n_sources=n_sources,
+            highpass_hz=highpass_hz,
+        )
         for path in paths:
             samples, file_rate = load_recording(path, picked)
             audio = stretch_audio(samples.T, file_rate, rate, stretch)
@@ -186,11 +192,10 @@ def predict(
                 if warning:
                     typer.echo(f"warning: {path}: {warning}", err=True)
             if segment is None:
-                sources = predict_sources(highpass(audio, sos), net, meta, dev, **options)
+                sources = predict_sources(audio, net, meta, dev, **options)
                 typer.echo(_answer(path if several else None, sources, label, as_json))
                 continue
-            pieces = predict_segments(audio, net, meta, segment, stretch, dev, sos, **options)
-            for start, end, sources in pieces:  # each segment filtered alone: a silent one stays silent
+            for start, end, sources in predict_segments(audio, net, meta, segment, stretch, dev, **options):
                 typer.echo(_answer(path if several else None, sources, label, as_json, (start, end)))
 
 

@@ -29,7 +29,7 @@ from dualmic.learn.mirror import mirror_average
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import META_DEFAULTS, load_model
 from dualmic.learn.turns import add_turn_talkers, turn_evidence
-from dualmic.recording import MIN_DURATION_S, channel_delay_s, highpass
+from dualmic.recording import MIN_DURATION_S, channel_delay_s, highpass, highpass_filter
 
 META_KEYS = (
     "label",
@@ -148,20 +148,23 @@ def recording_windows(
     device: str | torch.device = "cpu",
     batch_size: int = 32,
     mirror: bool = False,
+    highpass_hz: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pooled log-probabilities of one recording (2, n) at the model's rate, and those of
     every window of the channels as they are: ((n_slots, n_outputs), (n_windows, n_slots,
     n_outputs)).
 
-    Each channel's mean (a recorder's DC offset) is taken away and the audio scaled to unit RMS
-    (as the training mixtures are), windows ``meta["hop_s"]``
-    apart are scored ``batch_size`` at a time (bounded memory for long recordings) and their
-    log-probabilities averaged; a recording shorter than one window is zero-padded. ``mirror``
+    A high-pass at ``highpass_hz`` (0 = none; :func:`dualmic.recording.highpass`) takes out
+    rumble and hum, each channel's mean (a recorder's DC offset) is taken away and the audio
+    scaled to unit RMS (as the training mixtures are), windows ``meta["hop_s"]`` apart are scored
+    ``batch_size`` at a time (bounded memory for long recordings) and their log-probabilities
+    averaged; a recording shorter than one window is zero-padded. ``mirror``
     (``evaluate.mirror``): the pooled answer is averaged with the answer to the swapped
     channels, mapped back (:func:`dualmic.learn.mirror.mirror_average`).
     """
     cfg = model_features(meta)
-    x = torch.as_tensor(np.asarray(audio), dtype=torch.float64)
+    audio = highpass(np.asarray(audio), highpass_filter(highpass_hz, cfg.sample_rate))
+    x = torch.as_tensor(audio, dtype=torch.float64)
     if x.ndim != 2 or x.shape[0] != 2:
         raise DualmicError(f"audio has shape {tuple(x.shape)}; expected (2, samples): mic 0, mic 1")
     x = x - x.mean(dim=-1, keepdim=True)  # a recorder's DC offset: training mixtures have none
@@ -232,6 +235,7 @@ def predict_sources(
     turns: bool = True,
     presence: float = PRESENCE,
     n_sources: int | None = None,
+    highpass_hz: float = 0.0,
 ) -> list[tuple[float, float]]:
     """(angle in degrees, confidence 0..1) of every source found, sorted by angle (see
     :func:`predict_angles` and :func:`slot_confidence`); an empty list when a counting model
@@ -242,8 +246,8 @@ def predict_sources(
     windows that hear a source). ``presence`` (``evaluate.presence``): a counting model's slot
     reports a source when 1 - p(no source) is above it. ``n_sources``: the number of sources is
     known; the ``n_sources`` slots most sure to hold one answer (the model does not count, and
-    ``turns`` and ``presence`` do not apply)."""
-    logp, windows = recording_windows(audio, model, meta, device, mirror=mirror)
+    ``turns`` and ``presence`` do not apply). ``highpass_hz``: see :func:`recording_windows`."""
+    logp, windows = recording_windows(audio, model, meta, device, mirror=mirror, highpass_hz=highpass_hz)
     coding = LabelCoding.from_meta(meta, model.cfg.n_classes, decode)
     angles = slot_peak_deg(logp, coding)
     confidence = slot_confidence(logp, coding.n_classes)
@@ -275,21 +279,17 @@ def predict_segments(
     segment_s: float,
     stretch: float = 1.0,
     device: str | torch.device = "cpu",
-    sos: np.ndarray | None = None,
     **options,
 ) -> list[tuple[float, float, list[tuple[float, float]]]]:
     """:func:`predict_sources` of every ``segment_s``-second segment of a recording (2, n) read at
     the model's rate with its time axis stretched by ``stretch`` (:func:`segment_bounds`), each
     as a recording of its own (its own level, windows and count): (start s, end s, sources) with
-    times in the file's seconds. A silent segment (all samples zero) has no source. ``sos``: a
-    high-pass run over each segment alone (:func:`dualmic.recording.highpass`). ``options``:
-    those of :func:`predict_sources`."""
+    times in the file's seconds. A silent segment (all samples zero) has no source. ``options``:
+    those of :func:`predict_sources` (a high-pass filters each segment alone)."""
     rate = model_features(meta).sample_rate
     out = []
     for lo, hi in segment_bounds(audio.shape[-1], rate, segment_s, stretch):
         piece = audio[:, lo:hi]
-        sources = (
-            predict_sources(highpass(piece, sos), model, meta, device, **options) if np.any(piece) else []
-        )
+        sources = predict_sources(piece, model, meta, device, **options) if np.any(piece) else []
         out.append((round(lo / (rate * stretch), 3), round(hi / (rate * stretch), 3), sources))
     return out
