@@ -299,3 +299,34 @@ def test_bf16_autocast_on_cpu_matches_fp32(frames, frontend):
             low = net(x).float()
     assert torch.isfinite(low).all()
     assert (low - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_channels_last_convolutions_compute_the_same_model(monkeypatch):
+    """ConvBnGelu convolves a channels-last copy (faster on the CPU): the outputs and every
+    weight's gradient are those of the usual layout within float rounding, and the state-dict
+    keys are those of the plain nn.Sequential it replaced, so older model files still load."""
+    from dualmic.learn.model import ConvBnGelu
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(
+        in_channels=6, n_frames=101, none_class=True, level_norm=True, frontend="frames", floor_channels=True
+    )
+    net = SSLModel(cfg).train()
+    assert {"inter_conv.0.0.weight", "inter_conv.1.1.running_mean", "patch_embed.2.0.bias"} <= set(
+        net.state_dict()
+    )
+    x = torch.randn(3, 6, 256, 101)
+    results = {}
+    for last in (False, True):
+        monkeypatch.setattr(ConvBnGelu, "channels_last", last)
+        net.zero_grad()
+        out = net(x)
+        out.square().sum().backward()
+        results[last] = (out.detach(), {k: p.grad.clone() for k, p in net.named_parameters()})
+    (out_first, grads_first), (out_last, grads_last) = results[False], results[True]
+    torch.testing.assert_close(out_last, out_first, rtol=1e-5, atol=1e-5)
+    # (a convolution's bias before batch norm has a gradient of rounding noise only: BN takes the
+    # mean out, so tolerances are relative to the largest gradient of the model)
+    scale = max(g.abs().max().item() for g in grads_first.values())
+    for name, grad in grads_first.items():
+        torch.testing.assert_close(grads_last[name], grad, rtol=1e-4, atol=1e-5 * scale, msg=name)
