@@ -9,8 +9,14 @@ model's STFT features; one **room** is one mixture of its sources. Timed, on the
 * **online, 3 s conditions**: the same with the conditions of real recordings drawn as
   ``--conditions`` probabilities (one talker 0.2, point noise 0.5 of those, diffuse noise 0.5,
   sensor noise 0.5, imperfect mics 0.5);
-* **online, window clean / conditions**: what training asks for: one model window
-  (``model.window_s``, 1 s with the default preset) per room.
+* **online, window clean / conditions**: one model window (``model.window_s``, 1 s with the
+  default preset) per room;
+* **online, window, the params' own**: what training really mixes: one window under every
+  ``augment`` probability of the params (a noise source at the room's own noise positions, a
+  second voice from a talker's position, and so on) and ``features.active_sources``.
+
+"Clean" sets every ``augment`` probability to 0 and two talkers; "conditions" the CONDITIONS
+below and 0 for the rest, so these cases stay comparable as the params gain conditions.
 
 The online pool (synthetic talkers, the speech bank, noise) is built once before timing; its
 build time is printed apart (the train stage pays it once per run). Needs ``data/rirs/train``
@@ -55,13 +61,25 @@ app = typer.Typer(add_completion=False)
 
 CONDITIONS = {"point_noise": 0.5, "diffuse": 0.5, "sensor": 0.5, "mic": 0.5}
 ACTIVE_SOURCES = (0.1, 0.3, 0.6)  # probability of 0, 1, 2 talkers with the conditions on
+# every augment probability of online mixing; those not in CONDITIONS are 0 in the fixed cases
+PROBABILITIES = (
+    "point_noise",
+    "noise_source",
+    "talker_overlap",
+    "talker_gaps",
+    "band_limit",
+    "diffuse",
+    "sensor",
+)
 
 
-def with_conditions(p, on: bool):
-    """``p`` with the augment probabilities of CONDITIONS and ACTIVE_SOURCES (on), or two talkers
-    and nothing else (off)."""
+def with_conditions(p, on: bool | None):
+    """``p`` with the augment probabilities of CONDITIONS and ACTIVE_SOURCES (on), two talkers
+    and nothing else (off), or as they are (None: the params' own)."""
+    if on is None:
+        return p
     aug = p.augment
-    values = {k: (v if on else 0.0) for k, v in CONDITIONS.items() if k != "mic"}
+    values = {k: (CONDITIONS.get(k, 0.0) if on else 0.0) for k in PROBABILITIES}
     mic = aug.mic.model_copy(update={"probability": CONDITIONS["mic"] if on else 0.0})
     features = p.features.model_copy(update={"active_sources": ACTIVE_SOURCES if on else None})
     return p.model_copy(
@@ -89,8 +107,11 @@ def time_reference(p, rirs, n_rooms: int) -> dict:
     }
 
 
-def time_online(p, rirs, angles, pool, n_rooms: int, n_samples: int, conditions: bool, batch: int) -> dict:
-    mixer = OnlineMixer(rirs, angles, pool, with_conditions(p, conditions), n_samples=n_samples)
+def time_online(
+    p, rirs, angles, pool, n_rooms: int, n_samples: int, conditions: bool | None, batch: int, noise_rirs=None
+) -> dict:
+    q = with_conditions(p, conditions)
+    mixer = OnlineMixer(rirs, angles, pool, q, n_samples=n_samples, noise_rirs=noise_rirs)
     mixer.batch(np.arange(min(batch, n_rooms)))  # warm-up (FFT plans, page cache)
     t0 = time.perf_counter()
     shape = None
@@ -117,6 +138,8 @@ def main(
         set_threads(threads)
         p = load_params(params)
         rirs = load_npy(rirs_dir / "rirs.npy")
+        noise_path = rirs_dir / "noise_rirs.npy"  # the rooms' noise positions (simulate.noise_sources)
+        noise_rirs = load_npy(noise_path) if noise_path.is_file() else None
         n_rooms = min(n_rooms, len(rirs))
         angles = Rooms.read(rirs_dir / "rooms.csv", p.simulate.mic_offsets, len(rirs)).angles(
             p.labels.angle, stored=True
@@ -137,10 +160,11 @@ def main(
             "online_3s_conditions": (long_n, True),
             "online_window_clean": (window_n, False),
             "online_window_conditions": (window_n, True),
+            "online_window_params": (window_n, None),
         }
         for name, (n, cond) in cases.items():
             print(f"{name} on {n_rooms} rooms ...", file=sys.stderr)
-            result[name] = time_online(p, rirs, angles, pool, n_rooms, n, cond, batch)
+            result[name] = time_online(p, rirs, angles, pool, n_rooms, n, cond, batch, noise_rirs)
             result[name]["ratio_to_reference"] = (
                 result[name]["rooms_per_s"] / result["reference"]["rooms_per_s"]
             )
@@ -167,6 +191,7 @@ def render(result: dict, p, console: Console) -> None:
         ("online, conditions", p.features.duration_s, result["online_3s_conditions"], "x"),
         ("online, one model window, clean", window, result["online_window_clean"], "x"),
         ("online, one model window, conditions", window, result["online_window_conditions"], "x"),
+        ("online, one model window, the params' own (training)", window, result["online_window_params"], "x"),
     ]
     for label, secs, r, ratio in rows:
         table.add_row(
