@@ -273,3 +273,32 @@ def _tiny_features(folder, raw) -> None:
     save_npy(folder / "features.npy", np.zeros((4, cfg.in_channels, cfg.n_freq, cfg.n_frames), np.float16))
     save_npy(folder / "labels.npy", np.zeros((4, cfg.n_slots), np.int64))
     save_npy(folder / "angles.npy", np.zeros((4, cfg.n_slots), np.float32))
+
+
+def test_validating_only_the_later_epochs_keeps_the_weights(train_dir, tmp_path):
+    """train.validate_from skips validation in the first epochs: the trained weights are those
+    of a run that validates every epoch (validation draws nothing and changes no weights), the
+    validation logs start at the first validated epoch, and the last epoch is always validated."""
+    runs = {}
+    for name, start in (("every", 0.0), ("late", 0.5)):
+        root = tmp_path / name
+        shutil.copytree(train_dir, root)
+        raw = yaml.safe_load((root / "params.yaml").read_text())
+        raw["train"].update(epochs=3, validate_from=start)
+        (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+        runs[name] = (_train(root), root)
+    (every, every_root), (late, late_root) = runs["every"], runs["late"]
+    w_every = torch.load(every_root / "models/checkpoint.pt", weights_only=True)["model"]
+    w_late = torch.load(late_root / "models/checkpoint.pt", weights_only=True)["model"]
+    for k in w_every:
+        torch.testing.assert_close(w_late[k], w_every[k], rtol=0, atol=0)
+    assert late["val"] == every["val"]  # the last epoch: validated in both
+
+    def rows(root, name):
+        return (root / f"metrics/train/plots/metrics/{name}.tsv").read_text().strip().splitlines()[1:]
+
+    assert len(rows(every_root, "val/mae_deg")) == 3 and len(rows(late_root, "val/mae_deg")) == 2
+    assert len(rows(late_root, "train/loss")) == 3
+    history = torch.load(late_root / "models/checkpoint.pt", weights_only=True)["history"]
+    assert ["val/loss" in h for h in history] == [False, True, True]
+    assert late["best_epoch"] >= 2

@@ -82,3 +82,6 @@ class TrainParams(Section):
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     mixing: Literal["cached", "online"] = "cached"
     ema_decay: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
+    # fraction of the epochs trained before the first validation (0 = every epoch); the last
+    # epoch is always validated, so the model is picked among the later epochs
+    validate_from: Annotated[float, Strict(), Field(ge=0, lt=1)] = 0.0
