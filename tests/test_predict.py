@@ -609,8 +609,10 @@ def test_cli_n_sources_gives_that_many_angles_of_the_most_sure_slots(workdir):
     got = [json.loads(a.stdout) for a in answers]
     assert [g["n_sources"] for g in got] == [0, 1, 2]
     net, meta = load_model(workdir / "model.pt")
-    audio = highpass(read_recording(workdir / "speech.wav", RATE), highpass_filter(HIGHPASS_HZ, RATE))
-    logp = recording_windows(audio, net, meta)[0]  # as the CLI reads it: its default high-pass first
+    audio = read_recording(workdir / "speech.wav", RATE)
+    logp = recording_windows(audio, net, meta, highpass_hz=HIGHPASS_HZ)[
+        0
+    ]  # as the CLI: its default high-pass
     coding = LabelCoding.from_meta(meta, net.cfg.n_classes)
     angles, sure = slot_peak_deg(logp, coding), slot_presence(logp, coding)
     assert got[1]["angles_deg"] == pytest.approx([angles[sure.argmax()]], abs=0.006)
