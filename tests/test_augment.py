@@ -12,7 +12,7 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
 from dualmic.data.augment import draw_condition, render
 from dualmic.data.features import FeatureConfig
-from dualmic.data.mixtures import active_labels, feature_batches
+from dualmic.data.mixtures import active_labels, feature_batches, split_active
 from dualmic.data.perturb import add_at_snr, colored_noise, diffuse_pair, mic_mismatch
 
 FS = 16000
@@ -153,6 +153,12 @@ def test_augmented_batches_are_deterministic_and_batch_size_free():
     )
     active = np.concatenate([x.active for x in a])
     assert (~active).any() and active.any()
+    # the talkers of rooms left unmixed (labels of every room) are drawn as the mixing draws them
+    np.testing.assert_array_equal(split_active(parse_params(raw), "train", 5), active)
+    some = list(feature_batches(parse_params(raw), "train", rirs, np.array([1, 3, 4])))
+    np.testing.assert_array_equal(
+        np.concatenate([x.mixture for x in some]), np.concatenate([x.mixture for x in a])[[1, 3, 4]]
+    )
 
 
 def test_splits_not_augmented_are_mixed_as_before():

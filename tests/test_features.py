@@ -23,7 +23,7 @@ from dualmic.data.features import (
     reverberant_images,
     stft,
 )
-from dualmic.data.mixtures import feature_batches, split_labels
+from dualmic.data.mixtures import feature_batches, split_active, split_labels
 from dualmic.sim.rooms import Rooms
 
 FS = 16000
@@ -373,9 +373,9 @@ def tiny_rirs() -> np.ndarray:
     return rirs.astype(np.float32)
 
 
-def _run(p, split: str, rirs: np.ndarray) -> tuple[list[int], np.ndarray, np.ndarray]:
-    batches = list(feature_batches(p, split, rirs))
-    starts = [b.start for b in batches]
+def _run(p, split: str, rirs: np.ndarray, rooms=None) -> tuple[list[int], np.ndarray, np.ndarray]:
+    batches = list(feature_batches(p, split, rirs, rooms))
+    starts = [int(b.rooms[0]) for b in batches]
     return (
         starts,
         np.concatenate([b.features for b in batches]),
@@ -401,6 +401,22 @@ def test_feature_batches_do_not_depend_on_batch_size(raw, tiny_rirs, batch_size)
     assert starts == list(range(0, 3, batch_size))
     np.testing.assert_array_equal(feats, ref_feats)
     np.testing.assert_array_equal(mix, ref_mix)
+
+
+def test_some_rooms_are_mixed_as_among_all_rooms(raw, tiny_rirs):
+    """A room's features do not depend on which other rooms are featurised (the features stage
+    featurises only the validation rooms of a train split mixed online)."""
+    _, feats, mix = _run(_tiny(raw, 3, features__active_sources=[0.1, 0.3, 0.6]), "eval", tiny_rirs)
+    for rooms in ([0, 2], [1], [2]):
+        starts, some, some_mix = _run(
+            _tiny(raw, 2, features__active_sources=[0.1, 0.3, 0.6]), "eval", tiny_rirs, np.array(rooms)
+        )
+        assert starts == rooms[::2]
+        np.testing.assert_array_equal(some, feats[rooms])
+        np.testing.assert_array_equal(some_mix, mix[rooms])
+    p = _tiny(raw, 2, features__active_sources=[0.1, 0.3, 0.6])
+    drawn = np.concatenate([b.active for b in feature_batches(p, "eval", tiny_rirs)])
+    np.testing.assert_array_equal(split_active(p, "eval", 3), drawn)
 
 
 def test_feature_batches_are_deterministic_and_seeded(raw, tiny_rirs):

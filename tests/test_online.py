@@ -222,6 +222,10 @@ def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
         roots.append(root)
     metrics = json.loads((roots[0] / "metrics/train/metrics.json").read_text())
     assert metrics["step"] == 1 and np.isfinite(metrics["val"]["mae_deg"])
+    # the features stage featurised the one validation room only (8 rooms, val_fraction 0.1)
+    featurised = np.load(roots[0] / "data/features/train/rooms.npy")
+    assert len(featurised) == 1 and len(np.load(roots[0] / "data/features/train/features.npy")) == 1
+    assert len(np.load(roots[0] / "data/features/train/labels.npy")) == 8
     assert (roots[0] / "models/model.pt").read_bytes() == (roots[1] / "models/model.pt").read_bytes()
 
 

@@ -15,6 +15,7 @@ import yaml
 from tests_support import make_project, run
 
 from dualmic.core.params import load_params
+from dualmic.core.rooms_split import split_train_val
 from dualmic.core.schema_conditions import CONDITION_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,15 @@ def test_repro_builds_rirs_and_features_of_both_splits(project):
         rooms = pd.read_csv(project / "data/rirs" / split / "rooms.csv")
         assert len(rooms) == n and "src1_lateral_deg" in rooms
         feats = np.load(project / "data/features" / split / "features.npy")
-        assert feats.shape == (n, 2 * len(p.features.channels), 256, 51) and feats.dtype == np.float16
+        # online mixing re-mixes the training rooms: only the train split's validation rooms
+        # are featurised, the rooms the train stage validates on
+        featurised = np.load(project / "data/features" / split / "rooms.npy")
+        expected_rooms = (
+            split_train_val(n, p.train.val_fraction, p.train.seed)[1] if split == "train" else np.arange(n)
+        )
+        np.testing.assert_array_equal(featurised, expected_rooms)
+        assert feats.shape == (len(featurised), 2 * len(p.features.channels), 256, 51)
+        assert feats.dtype == np.float16
         labels = np.load(project / "data/features" / split / "labels.npy")
         angles = np.load(project / "data/features" / split / "angles.npy")
         assert labels.shape == angles.shape == (n, 2)

@@ -13,7 +13,8 @@ import torch
 import yaml
 from tests_support import tiny_raw_params
 
-from dualmic.learn.crops import CropDataset, split_train_val
+from dualmic.core.rooms_split import split_train_val
+from dualmic.learn.crops import CropDataset
 from dualmic.learn.objective import lr_factor, slot_loss
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,6 +199,7 @@ def test_a_diverged_run_stops_with_one_line_and_no_model(train_dir, tmp_path, mo
     raw = yaml.safe_load((root / "params.yaml").read_text())
     raw["train"]["mixing"] = "cached"
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    _run([sys.executable, str(REPO / "stages/features.py"), "train"], root)  # every room's features
     monkeypatch.setattr(trainer, "slot_loss", lambda logits, targets: logits.sum() * float("nan"))
     with pytest.raises(DualmicError, match=r"training loss is nan at epoch 1, step 1 .*diverged"):
         train.run(root / "params.yaml", root / "data/features/train", root / "models", None)
@@ -302,3 +304,30 @@ def test_validating_only_the_later_epochs_keeps_the_weights(train_dir, tmp_path)
     history = torch.load(late_root / "models/checkpoint.pt", weights_only=True)["history"]
     assert ["val/loss" in h for h in history] == [False, True, True]
     assert late["best_epoch"] >= 2
+
+
+def test_validation_reads_the_featurised_rooms_of_an_online_split(tmp_path):
+    """Features of the validation rooms only (train.mixing online) are read by room; features of
+    other rooms, or for cached mixing, are one clear error."""
+    from dualmic.core.errors import DualmicError
+    from dualmic.core.files import save_npy
+    from dualmic.core.params import parse_params
+    from dualmic.learn.crops import FeatureRooms
+    from dualmic.pipeline.train import _room_features
+
+    raw = tiny_raw_params()
+    raw["train"].update(mixing="online", val_fraction=0.2)
+    p = parse_params(raw)
+    val = split_train_val(20, 0.2, p.train.seed)[1]
+    feats = np.arange(len(val) * 2, dtype=np.float16).reshape(len(val), 1, 1, 2)
+    save_npy(tmp_path / "features.npy", feats)
+    save_npy(tmp_path / "rooms.npy", val.astype(np.int64))
+    view = _room_features(p, tmp_path, 20)
+    assert isinstance(view, FeatureRooms) and len(view) == 20 and view.shape == (20, 1, 1, 2)
+    np.testing.assert_array_equal(view[val[::-1]], feats[::-1])
+    with pytest.raises(IndexError, match="no cached features"):
+        view[np.setdiff1d(np.arange(20), val)[:1]]
+    with pytest.raises(DualmicError, match="train.mixing is cached"):
+        _room_features(parse_params({**raw, "train": {**raw["train"], "mixing": "cached"}}), tmp_path, 20)
+    with pytest.raises(DualmicError, match="other validation rooms"):
+        _room_features(parse_params({**raw, "train": {**raw["train"], "seed": 5}}), tmp_path, 20)

@@ -34,7 +34,7 @@ def split_labels(p: Params, rooms: Rooms) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass
 class FeatureBatch:
-    start: int
+    rooms: np.ndarray  # (B,) indices of the batch's rooms in the split
     features: np.ndarray  # (B, C, F, T) float16
     mixture: np.ndarray  # (B, 2, n_samples) float32
     active: np.ndarray  # (B, S) bool: the sources that talk (all, unless the split is augmented)
@@ -49,73 +49,101 @@ def active_labels(angles: np.ndarray, active: np.ndarray, p: Params) -> tuple[np
     return slots.astype(np.float32), classes
 
 
-def draw_active(p: Params, split_seed: int, start: int, count: int) -> np.ndarray:
-    """Which sources talk in rooms ``start ..`` of a split mixed without ``augment``: (count, S)
+def draw_active(p: Params, split_seed: int, rooms: np.ndarray) -> np.ndarray:
+    """Which sources talk in ``rooms`` (indices) of a split mixed without ``augment``: (B, S)
     bool, the talker count drawn from ``features.active_sources`` on a stream of its own (so
     levels and noise stay as they were)."""
     n_src = p.simulate.n_sources
-    active = np.zeros((count, n_src), dtype=bool)
-    for b in range(count):
-        rng = np.random.default_rng([p.features.seed, split_seed, start + b, _ACTIVE_STREAM])
+    active = np.zeros((len(rooms), n_src), dtype=bool)
+    for b, room in enumerate(rooms):
+        rng = np.random.default_rng([p.features.seed, split_seed, int(room), _ACTIVE_STREAM])
         active[b, list(draw_talkers(rng, n_src, p.features.active_sources))] = True
     return active
 
 
-def feature_batches(p: Params, split: str, rirs: np.ndarray) -> Iterator[FeatureBatch]:
-    """Mix and featurise a split's rooms in batches of ``features.batch_size``.
+def split_active(p: Params, split: str, n_rooms: int) -> np.ndarray:
+    """(n_rooms, S) bool: which sources talk in every room of ``split``, as :func:`feature_batches`
+    draws them, without mixing a room (for the labels of rooms the features stage leaves out)."""
+    n_src = p.simulate.n_sources
+    split_seed = p.simulate.split(split).seed
+    if split in p.augment.splits:
+        active = np.zeros((n_rooms, n_src), dtype=bool)
+        for room in range(n_rooms):
+            rng = np.random.default_rng([p.augment.seed, split_seed, room])
+            cond = draw_condition(rng, p.augment, n_src, p.features.sir_db, p.features.active_sources)
+            active[room] = np.isin(np.arange(n_src), cond.talkers)
+        return active
+    if p.features.active_sources is None:
+        return np.ones((n_rooms, n_src), dtype=bool)
+    return draw_active(p, split_seed, np.arange(n_rooms))
+
+
+def _dry(p: Params, seed: int, split_seed: int, rooms: np.ndarray, n_src: int, n: int) -> np.ndarray:
+    """(B, n_src, n) dry signals of ``rooms`` (sorted indices), read in runs of consecutive rooms
+    (a room's signals depend on its index only)."""
+    runs = np.split(rooms, np.flatnonzero(np.diff(rooms) != 1) + 1)
+    return np.concatenate(
+        [
+            source_signals(
+                p.sources.kind,
+                p.sources.folder,
+                seed,
+                split_seed,
+                int(run[0]),
+                len(run),
+                n_src,
+                n,
+                p.simulate.sample_rate,
+            )  # fmt: skip
+            for run in runs
+        ]
+    )
+
+
+def feature_batches(
+    p: Params, split: str, rirs: np.ndarray, rooms: np.ndarray | None = None
+) -> Iterator[FeatureBatch]:
+    """Mix and featurise ``rooms`` (sorted indices; None = all) of a split in batches of
+    ``features.batch_size``.
 
     Each room draws its sources from (sources.seed, split seed, room) and its levels and noise
-    from (features.seed, split seed, room), so results do not depend on the batch size.
+    from (features.seed, split seed, room), so results depend neither on the batch size nor on
+    which other rooms are mixed.
     """
     cfg = FeatureConfig.from_params(p)
     n_samples = p.n_samples
     n_rooms, n_src, _, n_taps = rirs.shape
+    rooms = np.arange(n_rooms) if rooms is None else np.asarray(rooms, dtype=np.int64)
     split_seed = p.simulate.split(split).seed
     aug = p.augment if split in p.augment.splits else None
-    for start in range(0, n_rooms, p.features.batch_size):
-        count = min(p.features.batch_size, n_rooms - start)
-        dry = source_signals(
-            p.sources.kind,
-            p.sources.folder,
-            p.sources.seed,
-            split_seed,
-            start,
-            count,
-            n_src,
-            n_samples + n_taps - 1,
-            p.simulate.sample_rate,
-        )
-        active = np.ones((count, n_src), dtype=bool)
+    for first in range(0, len(rooms), p.features.batch_size):
+        batch = rooms[first : first + p.features.batch_size]
+        dry = _dry(p, p.sources.seed, split_seed, batch, n_src, n_samples + n_taps - 1)
+        active = np.ones((len(batch), n_src), dtype=bool)
         with torch.inference_mode():
-            rir_batch = torch.from_numpy(np.array(rirs[start : start + count]))
+            rir_batch = torch.from_numpy(np.array(rirs[batch]))
             images = reverberant_images(rir_batch, torch.from_numpy(dry))
             if aug is None:
-                rngs = [
-                    np.random.default_rng([p.features.seed, split_seed, i])
-                    for i in range(start, start + count)
-                ]
+                rngs = [np.random.default_rng([p.features.seed, split_seed, int(i)]) for i in batch]
                 if p.features.active_sources is not None:
-                    active = draw_active(p, split_seed, start, count)
+                    active = draw_active(p, split_seed, batch)
                 mixture = mix_sources(images, rngs, p.features.sir_db, p.features.snr_db, cfg, active)
             else:
                 mixture = _augmented(
-                    p, aug, split_seed, start, images.numpy(), rir_batch.numpy(), active, cfg
+                    p, aug, split_seed, batch, images.numpy(), rir_batch.numpy(), active, cfg
                 )
             feats = features_from_audio(mixture, cfg)
-        yield FeatureBatch(start, feats.numpy().astype(np.float16), mixture.numpy(), active)
+        yield FeatureBatch(batch, feats.numpy().astype(np.float16), mixture.numpy(), active)
 
 
-def _augmented(p: Params, aug, split_seed: int, start: int, images, rirs, active, cfg) -> torch.Tensor:
-    """Mixtures of rooms ``start ..`` under their drawn conditions (see :mod:`dualmic.data.augment`);
+def _augmented(p: Params, aug, split_seed: int, rooms: np.ndarray, images, rirs, active, cfg) -> torch.Tensor:
+    """Mixtures of ``rooms`` under their drawn conditions (see :mod:`dualmic.data.augment`);
     marks the silent sources in ``active``."""
     count, n_src, _, n = images.shape
-    babble = source_signals(
-        p.sources.kind, p.sources.folder, aug.seed, split_seed, start, count, aug.babble_talkers, n,
-        p.simulate.sample_rate,
-    )  # fmt: skip
+    babble = _dry(p, aug.seed, split_seed, rooms, aug.babble_talkers, n)
     out = np.empty((count, 2, n), dtype=np.float32)
     for b in range(count):
-        rng = np.random.default_rng([aug.seed, split_seed, start + b])
+        rng = np.random.default_rng([aug.seed, split_seed, int(rooms[b])])
         cond = draw_condition(rng, aug, n_src, p.features.sir_db, p.features.active_sources)
         active[b] = np.isin(np.arange(n_src), cond.talkers)
         out[b] = render(images[b].astype(np.float64), rirs[b], cond, rng, cfg, babble[b])

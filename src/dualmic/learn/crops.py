@@ -1,8 +1,9 @@
-"""Training examples: the validation split of the TRAIN rooms, and random crops of model windows
-from memory-mapped features (or room indices that an online mixer turns into fresh mixtures).
+"""Training examples: random crops of model windows from memory-mapped features (or room
+indices that an online mixer turns into fresh mixtures).
 
-Everything random is drawn from ``train.seed``: the validation split and the crop of each example
-(per epoch and example), so a resumed run sees what an uninterrupted one does.
+Everything random is drawn from ``train.seed``: the crop of each example (per epoch and
+example; the validation split is :func:`dualmic.core.rooms_split.split_train_val`), so a
+resumed run sees what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -10,13 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
-
-def split_train_val(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Disjoint sorted (train, val) room indices of the train split."""
-    n_val = min(max(1, int(round(n * val_fraction))), n - 1)
-    order = np.random.default_rng([seed, 0x7A1]).permutation(n)
-    return np.sort(order[n_val:]), np.sort(order[:n_val])
 
 
 class CropDataset(Dataset):
@@ -67,3 +61,28 @@ class RoomIndices(Dataset):
 
     def __getitem__(self, k: int) -> int:
         return int(self.indices[k])
+
+
+class FeatureRooms:
+    """The cached features of some rooms of a split (``rooms``, sorted indices), indexed by room:
+    ``view[indices]`` gives the rows of those rooms, so validation reads a split whose features
+    stage featurised only its validation rooms (``train.mixing: online``) as if it held them all.
+    """
+
+    def __init__(self, features: np.ndarray, rooms: np.ndarray, n_rooms: int):
+        self.features = features
+        self.row = np.full(n_rooms, -1, dtype=np.int64)
+        self.row[np.asarray(rooms, dtype=np.int64)] = np.arange(len(rooms))
+        self.shape = (n_rooms, *features.shape[1:])
+        self.ndim, self.dtype = features.ndim, features.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rooms) -> np.ndarray:
+        rows = self.row[rooms]
+        if np.any(rows < 0):
+            raise IndexError(
+                f"rooms {np.atleast_1d(rooms)[np.atleast_1d(rows) < 0][:5].tolist()} have no cached features"
+            )
+        return self.features[rows]

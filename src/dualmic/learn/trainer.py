@@ -22,8 +22,9 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import TrainParams
 from dualmic.core.progress import progress_bar
+from dualmic.core.rooms_split import split_train_val
 from dualmic.learn.checkpoint import load_checkpoint, save_checkpoint
-from dualmic.learn.crops import CropDataset, RoomIndices, split_train_val
+from dualmic.learn.crops import CropDataset, RoomIndices
 from dualmic.learn.distributed import Context, barrier
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import save_model

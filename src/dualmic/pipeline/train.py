@@ -1,8 +1,9 @@
 """Stage train: the SSL model on the train split's features.
 
-Reads <features_dir>/{features,labels,angles}.npy (with ``train.mixing: online`` the training
-rooms are instead re-mixed every epoch from <rirs_dir>/train and the talker pool, see
-:mod:`dualmic.data.online`; validation always uses the cached features); writes <out>/model.pt
+Reads <features_dir>/{features,labels,angles,rooms}.npy (with ``train.mixing: online`` the
+training rooms are instead re-mixed every epoch from <rirs_dir>/train and the talker pool, see
+:mod:`dualmic.data.online`, and the features stage featurised only the validation rooms, which
+validation reads); writes <out>/model.pt
 (best epoch on a validation split carved from the TRAIN rooms), <out>/checkpoint.pt (last epoch,
 resumed by an interrupted run) and DVCLive logs in <live_dir>. Under torchrun it trains with DDP.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dualmic.core.device import autocast_dtype, resolve_device
@@ -18,7 +20,9 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.files import load_npy
 from dualmic.core.labels import LabelCoding
 from dualmic.core.params import load_params
+from dualmic.core.rooms_split import split_train_val
 from dualmic.learn.checkpoint import run_fingerprint
+from dualmic.learn.crops import FeatureRooms
 from dualmic.learn.distributed import setup, teardown
 from dualmic.learn.model import SSLModel
 from dualmic.learn.model_file import model_config, model_meta
@@ -35,9 +39,9 @@ def run(
 ) -> dict:
     p = load_params(params)
     ctx = setup(resolve_device(p.train.device))
-    features = load_npy(features_dir / "features.npy")
     labels = load_npy(features_dir / "labels.npy", mmap=False)
     angles = load_npy(features_dir / "angles.npy", mmap=False)
+    features = _room_features(p, features_dir, len(labels))
     cfg = model_config(p)
     check_features(features, labels, cfg, features_dir)
     torch.manual_seed(p.train.seed)  # initial weights
@@ -49,7 +53,7 @@ def run(
     # train.precision auto resolves per machine: the resolved one is what a checkpoint was made in
     precision = str(autocast_dtype(ctx.device, p.train.precision) or "fp32")
     fp = run_fingerprint({"model": cfg.to_dict(), "precision": precision, **p.model_dump(exclude=exclude)})
-    mixer = _online_mixer(p, rirs_dir, speech_dir, len(features)) if p.train.mixing == "online" else None
+    mixer = _online_mixer(p, rirs_dir, speech_dir, len(labels)) if p.train.mixing == "online" else None
     data = TrainData(features, labels, angles, p.hop_frames, LabelCoding.from_params(p), mixer)
     live = _live(live_dir) if ctx.is_main and live_dir is not None else None
     summary = Trainer(model, data, p.train, ctx, out, model_meta(p), fp, live).fit()
@@ -58,6 +62,33 @@ def run(
         live.end()
     teardown(ctx)
     return summary
+
+
+def _room_features(p, features_dir: Path, n_rooms: int):
+    """The train split's cached features by room: all rooms, or (``train.mixing: online``) the
+    validation rooms the features stage featurised (its rooms.npy), which must be this run's."""
+    features = load_npy(features_dir / "features.npy")
+    rooms_path = features_dir / "rooms.npy"
+    if not rooms_path.is_file() or len(features) == n_rooms:
+        return features
+    rooms = load_npy(rooms_path, mmap=False)
+    if len(rooms) != len(features):
+        raise DualmicError(
+            f"{features_dir}: rooms.npy names {len(rooms)} rooms but features.npy holds {len(features)}; "
+            "re-run the features stage"
+        )
+    if p.train.mixing != "online":
+        raise DualmicError(
+            f"{features_dir} holds the features of {len(rooms)} of the {n_rooms} train rooms (the "
+            "validation rooms of train.mixing online) but train.mixing is cached; re-run the features stage"
+        )
+    val = split_train_val(n_rooms, p.train.val_fraction, p.train.seed)[1]
+    if not np.isin(val, rooms).all():
+        raise DualmicError(
+            f"{features_dir} holds the features of other validation rooms than train.seed "
+            f"{p.train.seed} and train.val_fraction {p.train.val_fraction} pick; re-run the features stage"
+        )
+    return FeatureRooms(features, rooms, n_rooms)
 
 
 def _online_mixer(p, rirs_dir: Path, speech_dir: Path, n_rooms: int):
