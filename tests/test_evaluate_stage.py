@@ -115,7 +115,12 @@ def test_evaluate_end_to_end(tmp_path):
     assert {"model.missed_rate", "model.false_alarm_rate", "model.mae_1src_deg", "model.mae_2src_deg"} <= set(
         scores
     )
-    assert len(scores) == 1 + 4 * 7 + 5
+    sep_bins = parse_params(yaml.safe_load(params.read_text())).evaluate.separation_bins_deg
+    by_sep = {
+        f"model.count_acc_2src_sep_{lo:g}-{hi:g}deg" for lo, hi in zip(sep_bins, sep_bins[1:], strict=False)
+    }
+    assert by_sep <= set(scores)  # two-talker rooms found as two, per separation bin
+    assert len(scores) == 1 + 4 * 7 + 5 + len(by_sep)
     plots = tmp_path / "plots"
     assert sorted(f.name for f in plots.iterdir()) == sorted(PLOT_FILES)
     confusion = json.loads((plots / "confusion.json").read_text())
@@ -129,6 +134,7 @@ def test_evaluate_end_to_end(tmp_path):
     assert rt60["n_rooms"].sum() <= 3 and len(rt60) == 3
     sep = pd.read_csv(plots / "mae_vs_separation.csv")
     assert sep["n_rooms"].sum() <= 2 and "separation_deg" in sep.columns  # two-talker rooms only
+    assert sep["n_counted"].sum() == 2 and sep["model_count_acc"].dropna().between(0, 1).all()
     hist = pd.read_csv(plots / "error_histogram.csv")
     assert (hist[["srp_phat", "constant"]].sum() == 5).all()  # 1 + 2 + 2 sources
 

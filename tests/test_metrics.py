@@ -112,3 +112,18 @@ def test_plot_files(tmp_path):
     hist = pd.read_csv(tmp_path / "h.csv")
     assert list(hist.columns) == ["error_deg", "model", "srp_phat", "constant"]
     assert hist["model"].sum() == 2 and len(hist) == 36
+
+
+def test_count_accuracy_by_separation_bins_the_two_talker_rooms():
+    nan = np.nan
+    true = np.array([[10.0, 12.0], [10.0, 14.0], [30.0, 90.0], [50.0, nan], [20.0, 150.0]])
+    pred = np.array([[11.0, nan], [9.0, 15.0], [31.0, 88.0], [50.0, 52.0], [nan, nan]])
+    sep = metrics.separation_deg(true)
+    assert np.isnan(sep[3])  # one talker: no separation, in no bin
+    rows = metrics.binned_count_acc(sep, pred, true, [0.0, 10.0, 80.0, 180.0])
+    assert [(r["bin"], r["n"], r["count_acc"]) for r in rows] == [
+        ("0-10", 2, 0.5),  # the pair 2 deg apart is heard as one talker
+        ("10-80", 1, 1.0),  # 60 deg apart: both found
+        ("80-180", 1, 0.0),  # 130 deg apart: none found
+    ]
+    assert metrics.binned_count_acc(sep, pred, true, [170.0, 180.0])[0]["count_acc"] is None

@@ -7,8 +7,10 @@ other training data). Writes:
 * <metrics_dir>/eval.json: flat ``model.*``, ``srp_phat.*``, ``constant.*`` scores
   (:func:`dualmic.scoring.metrics.summary`) plus ``label``, the angle they are scored on. The
   baselines are told each room's number of talkers; a counting model finds it, and adds
-  ``model.count_acc``, ``.missed_rate``, ``.false_alarm_rate``, ``.mae_{k}src_deg`` and
-  ``model_known_count.*`` (told the count, like the baselines);
+  ``model.count_acc``, ``.missed_rate``, ``.false_alarm_rate``, ``.mae_{k}src_deg``,
+  ``.count_acc_2src_sep_{lo}-{hi}deg`` (two-talker rooms by their talkers' separation, the bins
+  of ``evaluate.separation_bins_deg``) and ``model_known_count.*`` (told the count, like the
+  baselines);
 * <plots_dir>/confusion.json, count_confusion.json (true vs found number of sources),
   mae_vs_rt60.csv, mae_vs_separation.csv, error_histogram.csv, polar_error.csv
   (:mod:`dualmic.scoring.plots`).
@@ -107,6 +109,14 @@ def run(
     if coding.counting:
         scores.update(metrics.count_summary(pred["model"], angles, "model", period))
     separation = metrics.separation_deg(angles, period)
+    # how often both of two talkers are found, by how far apart they are (a model that does not
+    # count always answers two)
+    count_by_separation = metrics.binned_count_acc(
+        separation, pred["model"], angles, p.evaluate.separation_bins_deg
+    )
+    if coding.counting:
+        for row in count_by_separation:
+            scores[f"model.count_acc_2src_sep_{row['bin']}deg"] = row["count_acc"]
 
     plots.write_confusion(
         plots_dir / "confusion.json", classes, pred_classes, p.labels.class_width_deg, p.labels.n_classes
@@ -121,6 +131,7 @@ def run(
         plots_dir / "mae_vs_separation.csv",
         "separation_deg",
         {k: metrics.binned_mae(separation, e, p.evaluate.separation_bins_deg) for k, e in errors.items()},
+        count_by_separation,
     )
     plots.write_error_histogram(plots_dir / "error_histogram.csv", errors)
     plots.write_polar_error(

@@ -199,6 +199,31 @@ def binned_mae(values, errors, edges) -> list[dict]:
     return rows
 
 
+def binned_count_acc(values, pred_deg, true_deg, edges) -> list[dict]:
+    """Count accuracy of the rooms whose ``values`` (N,) fall in each bin of ``edges``, e.g. the
+    two-talker rooms by their talkers' separation (rooms whose value is NaN are left out).
+
+    Bins as :func:`binned_mae`. Returns one row per bin: ``{"bin", "lo", "hi", "count_acc", "n"}``
+    (``count_acc`` None for an empty bin).
+    """
+    vals = np.asarray(values, dtype=np.float64)
+    right = source_counts(np.asarray(pred_deg, dtype=np.float64)) == source_counts(
+        np.asarray(true_deg, dtype=np.float64)
+    )
+    edges = np.asarray(edges, dtype=np.float64)
+    if vals.shape != right.shape:
+        raise ValueError(f"values {vals.shape} must be one per room of {right.shape}")
+    idx = _bin_index(vals, edges)
+    rows = []
+    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        sel = right[idx == b]
+        acc = _r(sel.mean()) if len(sel) else None
+        rows.append(
+            {"bin": f"{lo:g}-{hi:g}", "lo": float(lo), "hi": float(hi), "count_acc": acc, "n": int(len(sel))}
+        )
+    return rows
+
+
 def error_histogram(errors, bin_width: float = 5.0, max_deg: float = 180.0) -> tuple[np.ndarray, np.ndarray]:
     """Counts of source errors in bins of ``bin_width`` from 0 to ``max_deg``.
 

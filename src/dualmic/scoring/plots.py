@@ -54,10 +54,17 @@ def _write_records(path, records: list[dict]) -> None:
         tmp.write_text(json.dumps(records, indent=1) + "\n")
 
 
-def write_binned_mae(path: str | os.PathLike, x_name: str, rows_by_method: dict[str, list[dict]]) -> None:
+def write_binned_mae(
+    path: str | os.PathLike,
+    x_name: str,
+    rows_by_method: dict[str, list[dict]],
+    count_rows: list[dict] | None = None,
+) -> None:
     """Binned MAE of every method (rows from :func:`dualmic.metrics.binned_mae`, same edges).
 
-    Columns: bin, lo, hi, ``x_name`` (bin centre, the plot's x), n_rooms, model, srp_phat, constant.
+    Columns: bin, lo, hi, ``x_name`` (bin centre, the plot's x), n_rooms, model, srp_phat, constant;
+    with ``count_rows`` (:func:`dualmic.metrics.binned_count_acc`, same edges) also n_counted
+    (rooms in the bin) and model_count_acc.
     """
     first = next(iter(rows_by_method.values()))
     table = pd.DataFrame(
@@ -72,6 +79,9 @@ def write_binned_mae(path: str | os.PathLike, x_name: str, rows_by_method: dict[
     for method in _methods(rows_by_method):
         rows = rows_by_method.get(method)
         table[method] = [r["mae_deg"] for r in rows] if rows is not None else None
+    if count_rows is not None:
+        table["n_counted"] = [r["n"] for r in count_rows]
+        table["model_count_acc"] = [r["count_acc"] for r in count_rows]
     save_csv(path, table)
 
 
