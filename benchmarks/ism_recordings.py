@@ -17,9 +17,12 @@ Conditions (``--n-rooms`` rooms each, two talkers unless said; RT60 0.1-0.7 s un
 * ``mismatch``: per-mic gain +-3 dB, first-order tilt +-0.3 and all-pass +-0.05, white sensor
   noise at 30 dB SNR;
 * ``one_talker``: a single talker;
-* ``rate48k``: clean, the file written at 48 kHz (predict resamples it).
+* ``rate48k``: clean, the file written at 48 kHz (predict resamples it);
+* ``narrowband``: clean, both talkers recorded at 8 kHz (resampled to 8 kHz and back before
+  their RIRs: nothing above 4 kHz, as telephone speech or an old 8-kHz corpus).
 
     .venv/bin/python benchmarks/ism_recordings.py render /tmp/ism_recs          # ~6 min on 2 cores
+    .venv/bin/python benchmarks/ism_recordings.py render /tmp/ism_recs --only narrowband  # add one
     .venv/bin/python benchmarks/ism_recordings.py score /tmp/ism_recs --model models/model.pt \\
         [--model other/model.pt ...] [--presence 0.4] [--json ism_recordings.json]
 
@@ -57,14 +60,17 @@ from dualmic.sim.rooms import Rooms, sample_rooms
 
 app = typer.Typer(add_completion=False)
 
-# name -> (RT60 range in s, talkers, noise point sources, mismatched mics, file rate in Hz)
+# name -> (RT60 range in s, talkers, noise point sources, mismatched mics, file rate in Hz,
+# talkers' recording rate in Hz); condition i draws from seed SEED + i, so a condition added at
+# the end leaves the others' files as they were
 CONDITIONS = {
-    "clean": ((0.1, 0.7), 2, 0, False, None),
-    "diffuse_like": ((0.1, 0.7), 2, 8, False, None),
-    "rt60_0.8-1.2": ((0.8, 1.2), 2, 0, False, None),
-    "mismatch": ((0.1, 0.7), 2, 0, True, None),
-    "one_talker": ((0.1, 0.7), 1, 0, False, None),
-    "rate48k": ((0.1, 0.7), 2, 0, False, 48000),
+    "clean": ((0.1, 0.7), 2, 0, False, None, None),
+    "diffuse_like": ((0.1, 0.7), 2, 8, False, None, None),
+    "rt60_0.8-1.2": ((0.8, 1.2), 2, 0, False, None, None),
+    "mismatch": ((0.1, 0.7), 2, 0, True, None, None),
+    "one_talker": ((0.1, 0.7), 1, 0, False, None, None),
+    "rate48k": ((0.1, 0.7), 2, 0, False, 48000, None),
+    "narrowband": ((0.1, 0.7), 2, 0, False, None, 8000),
 }
 SEED = 90000  # condition i draws its rooms from seed SEED + i: no split or conditions seed
 
@@ -77,24 +83,41 @@ def _images(dry_list: list[np.ndarray], rirs: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+def _band_limited(x: np.ndarray, fs: int, rate: int) -> np.ndarray:
+    """``x`` as if recorded at ``rate`` Hz: resampled to it and back to ``fs`` (same length)."""
+    low = AF.resample(torch.from_numpy(x.astype(np.float32)), fs, rate)
+    return AF.resample(low, rate, fs).numpy()[: len(x)].astype(np.float64)
+
+
 @app.command()
 def render(
     folder: Path = typer.Argument(..., help="folder for the wav files and truth.json"),
     n_rooms: int = typer.Option(30, help="rooms per condition"),
+    only: list[str] = typer.Option(
+        [], "--only", help="render these conditions only (kept with the others in FOLDER)"
+    ),
     params_path: Path = params_option(),
 ) -> None:
-    """Render the recordings of every condition into FOLDER."""
+    """Render the recordings of every condition (or of --only ones) into FOLDER."""
     with user_errors():
         p = load_params(params_path)
         sim, fs = p.simulate, p.simulate.sample_rate
         if len(sim.mic_offsets) != 2 or sim.array.kind != "free_field":
             raise DualmicError("render needs a free-field pair (simulate.array.kind free_field)")
+        unknown = sorted(set(only) - set(CONDITIONS))
+        if unknown:
+            raise DualmicError(f"--only {', '.join(unknown)}: expected one of {', '.join(CONDITIONS)}")
         n = int(round(p.features.duration_s * fs))
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as tmp:
             corpus = espeak_corpus(Path(tmp), fs)
         truth = {}
-        for i, (name, (rt60, talkers, noises, mismatch, rate)) in enumerate(CONDITIONS.items()):
+        if only and (folder / "truth.json").is_file():
+            old = json.loads((folder / "truth.json").read_text())
+            truth = {f: a for f, a in old.items() if not any(f.startswith(c + "_") for c in only)}
+        for i, (name, (rt60, talkers, noises, mismatch, rate, talker_rate)) in enumerate(CONDITIONS.items()):
+            if only and name not in only:
+                continue
             spec = replace(room_spec(sim), rt60_range=rt60, noise_sources=noises)
             rooms = sample_rooms(spec, SEED + i, 0, n_rooms)
             src = rooms.src_pos if noises == 0 else np.concatenate([rooms.src_pos, rooms.noise_pos], 1)
@@ -107,10 +130,10 @@ def render(
             rng = np.random.default_rng([SEED, i])
             for b in range(n_rooms):
                 picks = rng.choice(len(corpus), size=talkers, replace=False)
-                images = [
-                    _images([np.resize(corpus[c], n + taps - 1)], rirs[b, k : k + 1], n)
-                    for k, c in enumerate(picks)
-                ]
+                dry = [np.resize(corpus[c], n + taps - 1) for c in picks]
+                if talker_rate is not None:  # nothing left above talker_rate / 2
+                    dry = [_band_limited(x, fs, talker_rate) for x in dry]
+                images = [_images([x], rirs[b, k : k + 1], n) for k, x in enumerate(dry)]
                 images = [x / (x.std() + 1e-8) for x in images]
                 mix = images[0]
                 if talkers == 2:
@@ -163,6 +186,7 @@ def score(
             raise DualmicError(f"{folder}/truth.json not found: run `render {folder}` first")
         truth = {k: np.asarray(v) for k, v in json.loads((folder / "truth.json").read_text()).items()}
         files = sorted(truth)
+        conditions = [c for c in CONDITIONS if any(f.startswith(c + "_") for f in files)]  # those rendered
         fs = p.simulate.sample_rate
         audio = {f: read_recording(folder / f, fs) for f in files}
         results: dict = {
@@ -181,7 +205,7 @@ def score(
                 logp = recording_windows(audio[f], model, meta, highpass_hz=HIGHPASS_HZ)[0]  # as predict
                 angles = decode_known_count(logp[None], np.array([len(truth[f])]), coding)[0]
                 told[f] = np.sort(angles[np.isfinite(angles)])
-            for cond in CONDITIONS:
+            for cond in conditions:
                 rows = [f for f in files if f.startswith(cond + "_")]
                 right = [f for f in rows if len(found[f]) == len(truth[f])]
                 key = f"{cond}.model{m}"
@@ -194,7 +218,7 @@ def score(
                     f"{results[f'{key}.count_acc']:.3f} / {results[f'{key}.mae_told_deg']:.2f}"
                 )
             results[f"model{m}"] = str(path)
-        for cond in CONDITIONS:
+        for cond in conditions:
             rows = [f for f in files if f.startswith(cond + "_")]
             srp = [
                 srp_phat_angles(
