@@ -67,15 +67,18 @@ def split_active(p: Params, split: str, n_rooms: int) -> np.ndarray:
     n_src = p.simulate.n_sources
     split_seed = p.simulate.split(split).seed
     if split in p.augment.splits:
-        active = np.zeros((n_rooms, n_src), dtype=bool)
-        for room in range(n_rooms):
-            rng = np.random.default_rng([p.augment.seed, split_seed, room])
-            cond = draw_condition(rng, p.augment, n_src, p.features.sir_db, p.features.active_sources)
-            active[room] = np.isin(np.arange(n_src), cond.talkers)
-        return active
+        talkers = [_room_condition(p, split_seed, room, n_src)[1].talkers for room in range(n_rooms)]
+        return np.array([np.isin(np.arange(n_src), t) for t in talkers]).reshape(n_rooms, n_src)
     if p.features.active_sources is None:
         return np.ones((n_rooms, n_src), dtype=bool)
     return draw_active(p, split_seed, np.arange(n_rooms))
+
+
+def _room_condition(p: Params, split_seed: int, room: int, n_src: int):
+    """(rng, condition) of ``room`` of a split mixed with ``augment``: the condition is the
+    first draw of the room's own stream, the rest of which renders its mixture."""
+    rng = np.random.default_rng([p.augment.seed, split_seed, room])
+    return rng, draw_condition(rng, p.augment, n_src, p.features.sir_db, p.features.active_sources)
 
 
 def _dry(p: Params, seed: int, split_seed: int, rooms: np.ndarray, n_src: int, n: int) -> np.ndarray:
@@ -143,8 +146,7 @@ def _augmented(p: Params, aug, split_seed: int, rooms: np.ndarray, images, rirs,
     babble = _dry(p, aug.seed, split_seed, rooms, aug.babble_talkers, n)
     out = np.empty((count, 2, n), dtype=np.float32)
     for b in range(count):
-        rng = np.random.default_rng([aug.seed, split_seed, int(rooms[b])])
-        cond = draw_condition(rng, aug, n_src, p.features.sir_db, p.features.active_sources)
+        rng, cond = _room_condition(p, split_seed, int(rooms[b]), n_src)
         active[b] = np.isin(np.arange(n_src), cond.talkers)
         out[b] = render(images[b].astype(np.float64), rirs[b], cond, rng, cfg, babble[b])
     return torch.from_numpy(out)

@@ -180,30 +180,24 @@ class Trainer:
         with self.autocast:
             return validate(self.kept_model, self.data, self.val_idx, self.ctx.device, self.tp.batch_size)
 
-    def record(self, epoch: int, train_loss: float, val: ValResult) -> None:
-        """Keep the best weights so far and log the epoch."""
-        score = val.loss if self.select_on == "val_loss" else val.mae_deg
-        if score < self.best.get(self.select_on, float("inf")):
-            self.best = {
-                "val_mae_deg": val.mae_deg,
-                "val_loss": val.loss,
-                "epoch": epoch,
-                "state": {k: v.detach().cpu().clone() for k, v in self.kept_model.state_dict().items()},
-            }
-        record = {
-            "train/loss": train_loss,
-            "val/loss": val.loss,
-            "val/mae_deg": val.mae_deg,
-            "lr": self.opt.param_groups[0]["lr"],
-        }
-        if val.count_acc is not None:
+    def record(self, epoch: int, train_loss: float, val: ValResult | None) -> None:
+        """Keep the best weights so far and log the epoch (``val`` None: an epoch not validated,
+        logged with its training loss and learning rate only)."""
+        if val is not None:
+            score = val.loss if self.select_on == "val_loss" else val.mae_deg
+            if score < self.best.get(self.select_on, float("inf")):
+                self.best = {
+                    "val_mae_deg": val.mae_deg,
+                    "val_loss": val.loss,
+                    "epoch": epoch,
+                    "state": {k: v.detach().cpu().clone() for k, v in self.kept_model.state_dict().items()},
+                }
+        record = {"train/loss": train_loss}
+        if val is not None:
+            record.update({"val/loss": val.loss, "val/mae_deg": val.mae_deg})
+        record["lr"] = self.opt.param_groups[0]["lr"]
+        if val is not None and val.count_acc is not None:
             record["val/count_acc"] = val.count_acc
-        self.history.append(record)
-        self._log(record)
-
-    def record_training(self, train_loss: float) -> None:
-        """Log an epoch that is not validated: its training loss and learning rate."""
-        record = {"train/loss": train_loss, "lr": self.opt.param_groups[0]["lr"]}
         self.history.append(record)
         self._log(record)
 
@@ -251,10 +245,7 @@ class Trainer:
         for epoch in range(self.start_epoch, self.tp.epochs):
             train_loss = self.train_epoch(epoch)
             if self.ctx.is_main:
-                if self.validated(epoch):
-                    self.record(epoch, train_loss, self.validate())
-                else:
-                    self.record_training(train_loss)
+                self.record(epoch, train_loss, self.validate() if self.validated(epoch) else None)
                 self.checkpoint(epoch)
             barrier(self.ctx)
         return self.finish()

@@ -177,26 +177,28 @@ def binned_mae(values, errors, edges) -> list[dict]:
     vals = np.asarray(values, dtype=np.float64)
     err = np.asarray(errors, dtype=np.float64)
     err = err.reshape(len(err), -1)
-    edges = np.asarray(edges, dtype=np.float64)
     if vals.shape != (len(err),):
         raise ValueError(f"values {vals.shape} must be one per room of errors {err.shape}")
-    if len(edges) < 2 or np.any(np.diff(edges) <= 0):
-        raise ValueError(f"edges {edges.tolist()} must be at least two increasing values")
-    idx = _bin_index(vals, edges)
+    idx, bins = _bins(vals, edges)
     idx[~np.isfinite(err).any(axis=1)] = -1  # rooms with nothing scored (no source, wrong count)
     rows = []
-    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+    for b, head in enumerate(bins):
         sel = err[idx == b]
-        rows.append(
-            {
-                "bin": f"{lo:g}-{hi:g}",
-                "lo": float(lo),
-                "hi": float(hi),
-                "mae_deg": _r(np.nanmean(sel)) if len(sel) else None,
-                "n": int(len(sel)),
-            }
-        )
+        rows.append({**head, "mae_deg": _r(np.nanmean(sel)) if len(sel) else None, "n": int(len(sel))})
     return rows
+
+
+def _bins(values: np.ndarray, edges) -> tuple[np.ndarray, list[dict]]:
+    """(bin index of each value as :func:`_bin_index`, ``{"bin": "lo-hi", "lo", "hi"}`` of each
+    bin) of increasing ``edges``."""
+    edges = np.asarray(edges, dtype=np.float64)
+    if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+        raise ValueError(f"edges {edges.tolist()} must be at least two increasing values")
+    heads = [
+        {"bin": f"{lo:g}-{hi:g}", "lo": float(lo), "hi": float(hi)}
+        for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    return _bin_index(values, edges), heads
 
 
 def binned_count_acc(values, pred_deg, true_deg, edges) -> list[dict]:
@@ -210,17 +212,13 @@ def binned_count_acc(values, pred_deg, true_deg, edges) -> list[dict]:
     right = source_counts(np.asarray(pred_deg, dtype=np.float64)) == source_counts(
         np.asarray(true_deg, dtype=np.float64)
     )
-    edges = np.asarray(edges, dtype=np.float64)
     if vals.shape != right.shape:
         raise ValueError(f"values {vals.shape} must be one per room of {right.shape}")
-    idx = _bin_index(vals, edges)
+    idx, bins = _bins(vals, edges)
     rows = []
-    for b, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+    for b, head in enumerate(bins):
         sel = right[idx == b]
-        acc = _r(sel.mean()) if len(sel) else None
-        rows.append(
-            {"bin": f"{lo:g}-{hi:g}", "lo": float(lo), "hi": float(hi), "count_acc": acc, "n": int(len(sel))}
-        )
+        rows.append({**head, "count_acc": _r(sel.mean()) if len(sel) else None, "n": int(len(sel))})
     return rows
 
 
