@@ -171,6 +171,30 @@ def test_diffuse_noise_has_the_coherence_of_a_spherical_field_and_the_drawn_snr(
     assert np.mean(np.abs(coh[band] - expected[band])) < 0.12
 
 
+def test_diffuse_noise_follows_each_rooms_own_receivers():
+    """A split that mixes heads in gives each room's receiver distance: the params' distance for
+    every room mixes what the plain mixer mixes, and each room's field has its own coherence."""
+    p = _params(diffuse=1.0, diffuse_snr_db=[-60.0, -60.0])
+    rooms = np.arange(16)
+    plain, draws = _mixer(p, n_rooms=16).mixtures(rooms)
+    pool = build_pool(p.online, FS)
+    same = OnlineMixer(_delay_rirs(16), np.tile([30.0, 120.0], (16, 1)), pool, p,
+                       mic_distance_m=np.full(16, p.simulate.mic_distance_m))  # fmt: skip
+    np.testing.assert_allclose(same.mixtures(rooms)[0].numpy(), plain.numpy(), atol=1e-5)
+    wide = np.where(rooms % 2 == 1, 0.18, p.simulate.mic_distance_m)
+    mixed = OnlineMixer(_delay_rirs(16), np.tile([30.0, 120.0], (16, 1)), pool, p, mic_distance_m=wide)
+    mixture = mixed.mixtures(rooms)[0].numpy()
+    from scipy.signal import coherence
+
+    rows = [i for i, d in enumerate(draws) if d.diffuse[0] == "noise" and d.diffuse[1][0] == 0]
+    assert {r % 2 for r in rows} == {0, 1}, "white diffuse fields in rooms of both kinds among 16 draws"
+    for i in rows:
+        f, coh = coherence(*mixture[i].astype(np.float64), fs=FS, nperseg=256)
+        expected = np.sinc(2 * f * wide[i] / p.simulate.speed_of_sound) ** 2
+        band = (f > 300) & (f < 6000)
+        assert np.mean(np.abs(coh[band] - expected[band])) < 0.12
+
+
 def test_mic_errors_match_the_conditions_test_filters():
     x = np.random.default_rng(0).standard_normal((2, 4000))
     gain, tilt, allpass = (1.0, -2.0), (0.2, -0.3), (0.04, -0.05)

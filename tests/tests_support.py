@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -90,3 +91,16 @@ def git_commit(root: Path, message: str) -> None:
         ["git", "-c", "user.name=dualmic", "-c", "user.email=dualmic@localhost", "commit", "-qm", message],
         root,
     )
+
+
+def direct_ild_db(rirs: np.ndarray, fs: int = 16000, lo: float = 3000.0, hi: float = 6000.0) -> np.ndarray:
+    """Level of mic 1 over mic 0 of the direct sound (4 ms from the first arrival) in a band, per
+    (room, source): (B, S) dB."""
+    first = np.argmax(np.abs(rirs).max(2) > 0.3 * np.abs(rirs).max((2, 3))[..., None], axis=-1)
+    taps = np.arange(64)
+    at = np.clip(first[..., None] - 8 + taps, 0, rirs.shape[-1] - 1)  # (B, S, 64)
+    direct = np.take_along_axis(rirs, np.repeat(at[:, :, None], 2, axis=2), axis=-1)
+    power = np.abs(np.fft.rfft(direct, n=256, axis=-1)) ** 2
+    f = np.fft.rfftfreq(256, 1 / fs)
+    band = (f > lo) & (f < hi)
+    return 10 * np.log10(power[:, :, 1, band].sum(-1) / power[:, :, 0, band].sum(-1))

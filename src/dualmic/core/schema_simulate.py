@@ -17,6 +17,8 @@ class SplitParams(Section):
     seed: Seed
     method: Literal["fra", "ism"] | None = None  # per-split override of simulate.method
     rt60_range: tuple[PosFloat, PosFloat] | None = None  # per-split override of simulate.rt60_range
+    # probability per room that its receivers are the ears of simulate.array.sofa (kind free_field)
+    head_fraction: Annotated[float, Strict(), Field(ge=0.0, le=1.0)] = 0.0
 
     @field_validator("rt60_range")
     @classmethod
@@ -118,6 +120,17 @@ class SimulateParams(Section):
                     f"must exceed 2 x (min_wall_distance + array radius {self.array_radius_m:g} m "
                     f"from mic_offsets) = {need:g} m"
                 )
+        heads = [name for name, split in self.splits.items() if split.head_fraction > 0]
+        if heads and self.array.kind != "free_field":
+            raise ValueError(
+                f"splits.{heads[0]}.head_fraction mixes heads into a free-field split, but array.kind "
+                "is hrtf (every room has the head already); set it to 0.0 or array.kind free_field"
+            )
+        if heads and not self.array.sofa:
+            raise ValueError(
+                f"splits.{heads[0]}.head_fraction needs array.sofa: PATH (the head's "
+                "SimpleFreeFieldHRIR file)"
+            )
         if self.src_distance_range[0] <= self.array_radius_m:
             raise ValueError(
                 f"src_distance_range min {self.src_distance_range[0]} m must exceed the array "

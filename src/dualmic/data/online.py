@@ -56,6 +56,9 @@ class OnlineMixer:
         angles: (n_rooms, S) label angles in source order (degrees).
         pool: talkers and noise to cut excerpts from.
         p: the params (``online``, ``augment``, ``features``, ``labels``, ``simulate``).
+        mic_distance_m: (n_rooms,) metres between each room's two receivers, for the coherence of
+            its diffuse noise (a split that mixes heads in: rooms.csv's ``mic_distance``); None =
+            ``simulate.mic_offsets``' for every room.
     """
 
     def __init__(
@@ -66,8 +69,10 @@ class OnlineMixer:
         p,
         n_samples: int | None = None,
         noise_rirs: np.ndarray | None = None,
+        mic_distance_m: np.ndarray | None = None,
     ):
         self.rirs, self.angles, self.pool, self.p = rirs, np.asarray(angles, dtype=np.float64), pool, p
+        self.mic_distance = None if mic_distance_m is None else np.asarray(mic_distance_m, dtype=np.float32)
         self.noise_rirs = noise_rirs
         if p.augment.noise_source > 0 and (noise_rirs is None or noise_rirs.shape[1] == 0):
             raise DualmicError(
@@ -123,7 +128,7 @@ class OnlineMixer:
                 silent = next(k for k in range(n_src) if k not in d.talkers)
                 mixture[i] = _add_at_snr(mixture[i], images[i, silent], d.point_noise[2])
         mixture = self._noise_sources(mixture, rooms, draws)
-        mixture = self._diffuse(mixture, draws)
+        mixture = self._diffuse(mixture, rooms, draws)
         for i, d in enumerate(draws):
             if d.sensor is not None:
                 a, c, snr = d.sensor
@@ -176,7 +181,7 @@ class OnlineMixer:
             out[i] = _add_at_snr(mixture[i], image[j], draws[i].noise_source[3])
         return out
 
-    def _diffuse(self, mixture: torch.Tensor, draws: list[Draw]) -> torch.Tensor:
+    def _diffuse(self, mixture: torch.Tensor, rooms: np.ndarray, draws: list[Draw]) -> torch.Tensor:
         rows = [i for i, d in enumerate(draws) if d.diffuse is not None]
         if not rows:
             return mixture
@@ -194,7 +199,11 @@ class OnlineMixer:
         n_fft = _next_pow2(n)
         spec = torch.fft.rfft(pairs, n_fft)
         freq = torch.fft.rfftfreq(n_fft, 1 / self.cfg.sample_rate)
-        coh = torch.sinc(2 * freq * self.cfg.mic_distance_m / self.cfg.speed_of_sound)
+        if self.mic_distance is None:
+            coh = torch.sinc(2 * freq * self.cfg.mic_distance_m / self.cfg.speed_of_sound)
+        else:  # each room's own receivers: (R, F)
+            distance = torch.from_numpy(self.mic_distance[rooms[rows]])[:, None]
+            coh = torch.sinc(2 * freq * distance / self.cfg.speed_of_sound)
         mixed = torch.stack([spec[:, 0], coh * spec[:, 0] + (1 - coh**2).clamp_min(0).sqrt() * spec[:, 1]], 1)
         field = torch.fft.irfft(mixed, n_fft)[..., :n]
         out = mixture.clone()

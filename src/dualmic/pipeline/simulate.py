@@ -22,7 +22,7 @@ from dualmic.core.files import npy_appender, save_csv, save_json
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.sim.acoustics import arrival_sample, rir_summary, schroeder_decay_db
-from dualmic.sim.batches import head, simulate_batches
+from dualmic.sim.batches import head, mixed_head, simulate_batches
 
 
 def run(
@@ -90,18 +90,23 @@ def write_example(folder: Path, rir: np.ndarray, rt60_s: float, sample_rate: int
 def physics_summary(checked, n_check: int, sim) -> dict:
     """Measured RT60 / DRR / direct-delay accuracy of the first ``n_check`` rooms.
 
-    The expected direct-path delay is d / c to each mic; for the ears of a head (kind hrtf) it is
-    the path to the head centre plus the delay of the main peak of the measured HRIR of that
-    direction and ear after its origin (the head's own diffraction delay)."""
+    The expected direct-path delay is d / c to each mic; for the ears of a head (kind hrtf, or a
+    room of a split with head_fraction) it is the path to the head centre plus the delay of the
+    main peak of the measured HRIR of that direction and ear after its origin (the head's own
+    diffraction delay)."""
     rirs = np.concatenate([b for _, b in checked])[:n_check]
     rt60 = np.concatenate([r.rt60 for r, _ in checked])[:n_check]
     src = np.concatenate([r.src_pos for r, _ in checked])[:n_check]
     mics = np.concatenate([r.mic_pos for r, _ in checked])[:n_check]
     delay = np.linalg.norm(src[:, :, None] - mics[:, None], axis=-1) / sim.speed_of_sound * sim.sample_rate
     hrtf = head(sim)
+    heads = None if checked[0][0].head is None else np.concatenate([r.head for r, _ in checked])[:n_check]
+    if hrtf is None and heads is not None and heads.any():
+        hrtf = mixed_head(sim)  # a free-field split with some rooms heard through the head
     if hrtf is not None:
         direction = np.concatenate([r.src_direction_array_frame() for r, _ in checked])[:n_check]
         peak = np.array([[arrival_sample(ir, len(ir) - 17) for ir in pair] for pair in hrtf.ir])  # (D, 2)
         centre = np.linalg.norm(direction, axis=-1) / sim.speed_of_sound * sim.sample_rate
-        delay = centre[..., None] + peak[hrtf.nearest(direction)] - hrtf.origin
+        at_ears = centre[..., None] + peak[hrtf.nearest(direction)] - hrtf.origin
+        delay = at_ears if heads is None else np.where(heads[:, None, None], at_ears, delay)
     return rir_summary(rirs, rt60, delay, sim.sample_rate)

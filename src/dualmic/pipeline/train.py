@@ -111,7 +111,11 @@ def _online_mixer(p, rirs_dir: Path, speech_dir: Path, n_rooms: int):
         raise DualmicError(
             f"{noise_path} holds {len(noise_rirs)} rooms, rirs.npy {len(rirs)}; re-run simulate"
         )
-    return OnlineMixer(rirs, rooms.angles(p.labels.angle, stored=True), pool, p, noise_rirs=noise_rirs)
+    distance = None
+    if rooms.head is not None:  # a split that mixes heads in: each room's own receivers' distance
+        distance = np.linalg.norm(rooms.mic_pos[:, 1] - rooms.mic_pos[:, 0], axis=-1)
+    angles = rooms.angles(p.labels.angle, stored=True)
+    return OnlineMixer(rirs, angles, pool, p, noise_rirs=noise_rirs, mic_distance_m=distance)
 
 
 def _live(directory: Path):

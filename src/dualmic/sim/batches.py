@@ -18,7 +18,9 @@ from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 
 
 def room_spec(sim: SimulateParams, split: str | None = None) -> RoomSpec:
-    """The room sampler's spec (with ``split``'s own rt60_range, if it has one)."""
+    """The room sampler's spec (with ``split``'s own rt60_range and head_fraction, if it has
+    them)."""
+    heads = 0.0 if split is None else sim.split(split).head_fraction
     return RoomSpec(
         room_dim_min=sim.room_dim_min,
         room_dim_max=sim.room_dim_max,
@@ -29,6 +31,8 @@ def room_spec(sim: SimulateParams, split: str | None = None) -> RoomSpec:
         rotate_array=sim.rotate_array,
         n_sources=sim.n_sources,
         noise_sources=sim.noise_sources,
+        head_fraction=heads,
+        ear_offsets=None if heads == 0 else tuple(map(tuple, mixed_head(sim).ear_offsets.tolist())),
     )
 
 
@@ -64,15 +68,42 @@ def head(sim: SimulateParams) -> Hrtf | None:
     return hrtf
 
 
+def mixed_head(sim: SimulateParams) -> Hrtf:
+    """The measured head of ``simulate.array.sofa`` that a free-field split's ``head_fraction``
+    of rooms are heard through (its ears, not ``simulate.mic_offsets``, are their receivers)."""
+    return load_hrtf(sim.array.sofa, sim.sample_rate)
+
+
 def room_rirs(
     rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, sim: SimulateParams, hrtf: Hrtf | None, device
 ) -> np.ndarray:
     """FRA-RIR RIRs of ``rooms`` (B, S, 2, n_taps) float32 on the CPU: to two free-field mics, or
-    to the ears of ``hrtf``."""
+    to the ears of ``hrtf``; with ``rooms.head`` (a split that mixes heads in) each room by its
+    own receivers, the free-field pair or the ears of ``simulate.array.sofa``."""
+    if rooms.head is not None and hrtf is None:
+        return _by_receivers(
+            rooms, lambda sub, rows, ears: room_rirs(sub, draws[rows], cfg, sim, ears, device), sim
+        )
     with torch.inference_mode():
         if hrtf is None:
             return fra_rirs(rooms, draws, cfg, device).cpu().numpy()
         return binaural_rirs(rooms, draws, cfg, hrtf, sim.array.reflection_directions, device).cpu().numpy()
+
+
+def _by_receivers(rooms: Rooms, render, sim: SimulateParams) -> np.ndarray:
+    """RIRs of a batch whose rooms have a free-field pair or a head (``rooms.head``): each group
+    rendered on its own by ``render(rooms, rows, hrtf or None)`` and put back in room order (a
+    room's RIRs do not depend on the other rooms of its batch)."""
+    parts = []
+    for is_head in (False, True):
+        rows = np.flatnonzero(rooms.head == is_head)
+        if len(rows):
+            sub = dataclasses.replace(rooms.take(rows), head=None)
+            parts.append((rows, render(sub, torch.as_tensor(rows), mixed_head(sim) if is_head else None)))
+    out = np.empty((len(rooms), *parts[0][1].shape[1:]), dtype=np.float32)
+    for rows, rirs in parts:
+        out[rows] = rirs
+    return out
 
 
 def simulate_batches(
@@ -112,7 +143,16 @@ def simulate_batches(
             if method == "ism":
                 from dualmic.sim.ism import ism_rirs  # noqa: PLC0415 (pyroomacoustics: slow to import)
 
-                rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, hrtf)
+                if rooms.head is not None and hrtf is None:
+                    rirs = _by_receivers(
+                        rooms,
+                        lambda sub, _, ears: ism_rirs(
+                            sub, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, ears
+                        ),
+                        sim,
+                    )
+                else:
+                    rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, hrtf)
             else:
                 rirs = room_rirs(rooms, draws, cfg, sim, hrtf, device)
             yield start, rooms, rirs

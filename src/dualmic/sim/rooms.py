@@ -23,6 +23,7 @@ DERIVED = {"azimuth360": azimuth360_deg}  # computed from the stored geometry
 
 _CANDIDATES = 256  # source positions drawn per attempt; the first valid one is kept
 _NOISE_STREAM = 0x501  # keeps point-noise positions apart from the room and source draws
+_HEAD_STREAM = 0x4EAD  # which rooms' receivers are a head (RoomSpec.head_fraction)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ class RoomSpec:
     rotate_array: bool
     n_sources: int
     noise_sources: int = 0
+    head_fraction: float = 0.0  # probability per room that its receivers are the ears at ear_offsets
+    ear_offsets: tuple[tuple[float, float, float], ...] | None = None  # array frame, metres (a head's ears)
 
 
 @dataclass
@@ -52,6 +55,9 @@ class Rooms:
         mic_pos: (B, M, 3) microphone positions in room coordinates.
         src_pos: (B, S, 3) source positions in room coordinates.
         noise_pos: (B, N, 3) positions of point noise sources (``simulate.noise_sources``), or None.
+        head: (B,) bool, the rooms whose receivers are the ears of a head rather than the
+            free-field pair (a split's ``head_fraction``; their ``mic_pos`` are the ears), or None
+            when no room of the split can be.
     """
 
     room_dim: np.ndarray
@@ -64,6 +70,7 @@ class Rooms:
     stored_angles: dict[str, np.ndarray] = field(default_factory=dict)
     where: str = ""  # the table the rooms were read from, for error messages
     noise_pos: np.ndarray | None = None
+    head: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rt60)
@@ -77,6 +84,18 @@ class Rooms:
         x = cos * rel[..., 0] + sin * rel[..., 1]
         y = -sin * rel[..., 0] + cos * rel[..., 1]
         return np.stack([x, y, rel[..., 2]], axis=-1)
+
+    def take(self, rows: np.ndarray) -> Rooms:
+        """The rooms at ``rows`` (indices or a boolean mask), in that order."""
+        pick = {
+            f: getattr(self, f)[rows]
+            for f in ("room_dim", "rt60", "array_center", "array_rot_deg", "mic_pos", "src_pos")
+        }
+        optional = {
+            f: None if getattr(self, f) is None else getattr(self, f)[rows] for f in ("noise_pos", "head")
+        }
+        stored = {k: v[rows] for k, v in self.stored_angles.items()}
+        return Rooms(**pick, **optional, stored_angles=stored, where=self.where)
 
     def slot_elevation_deg(self, slots_deg: np.ndarray, label: str) -> np.ndarray:
         """(B, S) degrees above (+) or below (−) the array's horizontal plane of the source in each
@@ -129,6 +148,9 @@ class Rooms:
         for j in range(0 if self.noise_pos is None else self.noise_pos.shape[1]):
             for a, axis in enumerate("xyz"):
                 cols[f"noise{j}_{axis}"] = self.noise_pos[:, j, a]
+        if self.head is not None:  # 1 = the ears of the head, 0 = the free-field pair
+            cols["head"] = self.head.astype(np.int64)
+            cols["mic_distance"] = np.linalg.norm(self.mic_pos[:, 1] - self.mic_pos[:, 0], axis=-1)
         return pd.DataFrame(cols)
 
     @classmethod
@@ -162,14 +184,23 @@ class Rooms:
                 [frame[[f"noise{j}_{a}" for a in "xyz"]].to_numpy(dtype=np.float64) for j in range(n_noise)],
                 1,
             )
+        mics = mic_positions(center, rot, np.asarray(mic_offsets, dtype=np.float64))
+        head = None
+        if "head" in frame.columns:  # a split that mixes heads in: their ears, on the interaural axis
+            head = frame["head"].to_numpy(dtype=np.int64) == 1
+            half = frame["mic_distance"].to_numpy(dtype=np.float64)[:, None] / 2
+            ears = np.stack([-half, np.zeros_like(half), np.zeros_like(half)], -1) * [[[1.0], [-1.0]]]
+            ears = center[:, None] + _rotate(ears, rot)
+            mics = np.where(head[:, None, None], ears, mics)
         return cls(
             room_dim=frame[["room_x", "room_y", "room_z"]].to_numpy(dtype=np.float64),
             rt60=frame["rt60"].to_numpy(dtype=np.float64),
             array_center=center,
             array_rot_deg=rot,
-            mic_pos=mic_positions(center, rot, np.asarray(mic_offsets, dtype=np.float64)),
+            mic_pos=mics,
             src_pos=src,
             noise_pos=noise,
+            head=head,
             stored_angles=stored,
             where=where,
         )
@@ -192,12 +223,16 @@ class Rooms:
 
 def mic_positions(center: np.ndarray, rot_deg: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Rotate array-frame mic offsets (M, 3) about z and place them: → (B, M, 3) room frame."""
+    return center[:, None, :] + _rotate(np.broadcast_to(offsets, (len(rot_deg), *offsets.shape)), rot_deg)
+
+
+def _rotate(offsets: np.ndarray, rot_deg: np.ndarray) -> np.ndarray:
+    """Array-frame vectors (B, M, 3) turned about z by each room's ``rot_deg`` (B,)."""
     rot = np.radians(rot_deg)[:, None]
     cos, sin = np.cos(rot), np.sin(rot)
-    x = cos * offsets[None, :, 0] - sin * offsets[None, :, 1]
-    y = sin * offsets[None, :, 0] + cos * offsets[None, :, 1]
-    z = np.broadcast_to(offsets[None, :, 2], x.shape)
-    return center[:, None, :] + np.stack([x, y, z], axis=-1)
+    x = cos * offsets[..., 0] - sin * offsets[..., 1]
+    y = sin * offsets[..., 0] + cos * offsets[..., 1]
+    return np.stack([x, y, offsets[..., 2]], axis=-1)
 
 
 def _draw_source(rng: np.random.Generator, spec: RoomSpec, dim: np.ndarray, center: np.ndarray):
@@ -233,14 +268,32 @@ def noise_positions(spec: RoomSpec, split_seed: int, index: int, dim: np.ndarray
     return np.stack([_draw_source(rng, spec, dim, center) for _ in range(spec.noise_sources)])
 
 
+def head_rooms(spec: RoomSpec, split_seed: int, start: int, count: int) -> np.ndarray | None:
+    """(count,) bool: which of rooms ``start ..`` have the head's ears as receivers (each drawn
+    with probability ``spec.head_fraction`` from a stream of its own, so the rooms' geometry and
+    talkers are those of a split without heads); None when the split has no heads."""
+    if spec.head_fraction <= 0:
+        return None
+    if spec.ear_offsets is None:
+        raise ValueError("head_fraction > 0 needs the head's ear_offsets")
+    draws = [
+        np.random.default_rng([split_seed, i, _HEAD_STREAM]).random() for i in range(start, start + count)
+    ]
+    return np.asarray(draws) < spec.head_fraction
+
+
 def sample_rooms(spec: RoomSpec, split_seed: int, start: int, count: int) -> Rooms:
     """Rooms ``start .. start+count-1`` of the split seeded by ``split_seed``."""
     parts = [sample_room(spec, split_seed, i) for i in range(start, start + count)]
     dim, rt60, center, rot, src = (np.array([p[j] for p in parts]) for j in range(5))
-    offsets = np.asarray(spec.mic_offsets, dtype=np.float64)
+    mics = mic_positions(center, rot, np.asarray(spec.mic_offsets, dtype=np.float64))
+    head = head_rooms(spec, split_seed, start, count)
+    if head is not None and head.any():
+        ears = mic_positions(center, rot, np.asarray(spec.ear_offsets, dtype=np.float64))
+        mics = np.where(head[:, None, None], ears, mics)
     noise = None
     if spec.noise_sources:
         noise = np.stack(
             [noise_positions(spec, split_seed, start + b, dim[b], center[b]) for b in range(count)]
         )
-    return Rooms(dim, rt60, center, rot, mic_positions(center, rot, offsets), src, noise_pos=noise)
+    return Rooms(dim, rt60, center, rot, mics, src, noise_pos=noise, head=head)
