@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from scipy.signal import coherence
-from tests_support import REPO, tiny_raw_params
+from tests_support import REPO, direct_ild_db, tiny_raw_params
 
 from dualmic.core.errors import DualmicError
 from dualmic.core.params import parse_params
@@ -66,7 +66,7 @@ def _elevation_deg(rooms) -> np.ndarray:
 
 def test_conditions_are_the_schema_names_and_all_run_by_default(params):
     assert tuple(CONDITIONS) == CONDITION_NAMES
-    assert len(CONDITION_NAMES) == 15
+    assert len(CONDITION_NAMES) == 16
     assert params.conditions.selected == CONDITION_NAMES
     assert parse_params(tiny_raw_params() | {"conditions": {}}).conditions.n_rooms == 40
 
@@ -196,7 +196,16 @@ def test_noise_is_at_the_conditions_snr(rendered, name, snr):
 
 @pytest.mark.parametrize(
     "name",
-    ["clean", "rt60_0.7-1.0", "elevated", "close_talkers", "single_talker", "turn_taking", "narrowband"],
+    [
+        "clean",
+        "rt60_0.7-1.0",
+        "elevated",
+        "close_talkers",
+        "single_talker",
+        "turn_taking",
+        "narrowband",
+        "binaural",
+    ],
 )
 def test_conditions_without_noise_add_none(rendered, name):
     assert not np.any(rendered[name].noise)
@@ -234,6 +243,27 @@ def test_single_talker_labels_carry_its_angle_and_no_second_source(params, rende
     np.testing.assert_allclose(r.angles[:, 0], r.rooms.angles(params.labels.angle)[:, 0])
     for name, other in rendered.items():  # every other condition has two talkers
         assert name == "single_talker" or np.isfinite(other.angles).all(), name
+
+
+def test_binaural_rooms_are_heard_by_the_ears_of_the_measured_head(params, rendered):
+    """The binaural condition's receivers are the KEMAR's ears (18 cm apart, about the array
+    centre) whatever simulate.array.kind is: its direct sounds are louder at the nearer ear above
+    3 kHz, by more than two free-field mics ever are."""
+    r = rendered["binaural"]
+    assert r.rooms.head.all() and rendered["clean"].rooms.head is None
+    spacing = np.linalg.norm(r.rooms.mic_pos[:, 1] - r.rooms.mic_pos[:, 0], axis=-1)
+    assert np.all(np.abs(spacing - 0.18) < 0.01)
+    np.testing.assert_allclose(r.rooms.mic_pos.mean(1), r.rooms.array_center, atol=1e-12)
+    cond, fs = CONDITIONS["binaural"], params.simulate.sample_rate
+    rooms = condition_rooms(cond, params, 0, 16)
+    lateral = rooms.angles("lateral")
+    ild = direct_ild_db(condition_rirs(cond, params, rooms, 0), fs)
+    right, left = lateral < 45, lateral > 135
+    assert right.any() and left.any()
+    assert np.median(ild[right]) > 4 and np.median(ild[left]) < -4
+    clean = CONDITIONS["clean"]
+    free = direct_ild_db(condition_rirs(clean, params, condition_rooms(clean, params, 0, 16), 0), fs)
+    assert np.abs(free).max() < 1.5
 
 
 def test_turn_taking_talkers_speak_one_half_each_overlapping_briefly(params):

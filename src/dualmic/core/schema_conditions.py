@@ -158,6 +158,7 @@ CONDITION_NAMES = (
     "single_talker",
     "turn_taking",
     "narrowband",
+    "binaural",
 )
 
 

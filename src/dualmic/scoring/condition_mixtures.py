@@ -180,6 +180,7 @@ def render_condition(
             f: np.concatenate([getattr(r.rooms, f) for r in parts])
             for f in ("room_dim", "rt60", "array_center", "array_rot_deg", "mic_pos", "src_pos")
         },
+        head=None if parts[0].rooms.head is None else np.concatenate([r.rooms.head for r in parts]),
         stored_angles={},
     )
     arrays = {
@@ -215,9 +216,10 @@ def predictions(
     true_counts = source_counts(rendered.angles)
     answers = model_answers(log_probs, coding, true_counts, evidence, ev.presence)
     mixture = rendered.mixture if srp_phat else None
-    pred = method_angles(
-        answers.pop("model"), mixture, meta["mic_distance_m"], p, train_angles, counts=true_counts
-    )
+    distance = meta["mic_distance_m"]  # the model's; SRP-PHAT is told a head's ear distance
+    if rendered.rooms.head is not None and rendered.rooms.head.any():
+        distance = float(np.linalg.norm(rendered.rooms.mic_pos[0, 1] - rendered.rooms.mic_pos[0, 0]))
+    pred = method_angles(answers.pop("model"), mixture, distance, p, train_angles, counts=true_counts)
     pred.update(answers)
     return pred
 

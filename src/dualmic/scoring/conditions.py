@@ -28,7 +28,7 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.labels import angle_difference, label_period
 from dualmic.core.params import Params
 from dualmic.core.schema_conditions import CONDITION_NAMES
-from dualmic.sim.batches import fra_config, head, room_rirs, room_spec
+from dualmic.sim.batches import fra_config, head, mixed_head, room_rirs, room_spec
 from dualmic.sim.fra import image_draws
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
@@ -63,6 +63,7 @@ class Condition:
     max_separation_deg: float | None = None  # the two talkers closer than this in the label angle
     turns: bool = False  # the talkers take turns: the first speaks the first half, the second the rest
     source_rate: int | None = None  # Hz: the talkers were recorded at this rate (no band above half of it)
+    head: bool = False  # heard by the ears of simulate.array.sofa's head, whatever simulate.array.kind
 
     @property
     def n_sources(self) -> int:
@@ -121,6 +122,12 @@ CONDITIONS: dict[str, Condition] = {
             "as from a telephone or an old file",
             source_rate=NARROWBAND_RATE,
         ),
+        Condition(
+            "binaural",
+            "two talkers heard by the ears of the measured head of simulate.array.sofa (MIT KEMAR) "
+            "instead of two free-field mics: a hearing aid's or a dummy head's recording",
+            head=True,
+        ),
     )
 }
 if tuple(CONDITIONS) != CONDITION_NAMES:  # the schema numbers the room seeds in this order
@@ -133,7 +140,12 @@ if tuple(CONDITIONS) != CONDITION_NAMES:  # the schema numbers the room seeds in
 def condition_spec(cond: Condition, p: Params) -> RoomSpec:
     """The room sampler's spec for ``cond``: simulate.*, with the condition's RT60 and sources."""
     sim = p.simulate
-    return replace(room_spec(sim), rt60_range=cond.rt60_range or sim.rt60_range, n_sources=cond.n_sources)
+    spec = replace(room_spec(sim), rt60_range=cond.rt60_range or sim.rt60_range, n_sources=cond.n_sources)
+    if cond.head:  # every room heard through the head: its ears are the receivers
+        spec = replace(
+            spec, head_fraction=1.0, ear_offsets=tuple(map(tuple, mixed_head(sim).ear_offsets.tolist()))
+        )
+    return spec
 
 
 def condition_taps(cond: Condition, p: Params) -> int:
@@ -221,6 +233,9 @@ def condition_rirs(
     sim = p.simulate
     taps = condition_taps(cond, p)
     hrtf = head(sim)
+    if cond.head and hrtf is None:
+        hrtf = mixed_head(sim)
+    rooms = replace(rooms, head=None)  # one kind of receivers for every room: hrtf's, or free field
     if sim.method == "ism":
         return ism_rirs(rooms, sim.sample_rate, taps, sim.speed_of_sound, hrtf)
     cfg = replace(fra_config(sim), n_taps=taps)
