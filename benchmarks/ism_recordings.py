@@ -19,7 +19,11 @@ Conditions (``--n-rooms`` rooms each, two talkers unless said; RT60 0.1-0.7 s un
 * ``one_talker``: a single talker;
 * ``rate48k``: clean, the file written at 48 kHz (predict resamples it);
 * ``narrowband``: clean, both talkers recorded at 8 kHz (resampled to 8 kHz and back before
-  their RIRs: nothing above 4 kHz, as telephone speech or an old 8-kHz corpus).
+  their RIRs: nothing above 4 kHz, as telephone speech or an old 8-kHz corpus);
+* ``binaural``: clean, heard by the ears of the measured head of ``simulate.array.sofa`` (MIT
+  KEMAR) through pyroomacoustics' measured directivities instead of two free-field mics
+  (SRP-PHAT is told the ears' distance);
+* ``binaural_one``: the same with a single talker.
 
     .venv/bin/python benchmarks/ism_recordings.py render /tmp/ism_recs          # ~6 min on 2 cores
     .venv/bin/python benchmarks/ism_recordings.py render /tmp/ism_recs --only narrowband  # add one
@@ -54,23 +58,25 @@ from dualmic.learn.decoding import decode_known_count
 from dualmic.predict import load_predict_model, recording_windows
 from dualmic.recording import HIGHPASS_HZ, read_recording
 from dualmic.scoring.baselines import srp_phat_angles
-from dualmic.sim.batches import room_spec
+from dualmic.sim.batches import mixed_head, room_spec
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, sample_rooms
 
 app = typer.Typer(add_completion=False)
 
 # name -> (RT60 range in s, talkers, noise point sources, mismatched mics, file rate in Hz,
-# talkers' recording rate in Hz); condition i draws from seed SEED + i, so a condition added at
-# the end leaves the others' files as they were
+# talkers' recording rate in Hz, heard by the head's ears); condition i draws from seed SEED + i,
+# so a condition added at the end leaves the others' files as they were
 CONDITIONS = {
-    "clean": ((0.1, 0.7), 2, 0, False, None, None),
-    "diffuse_like": ((0.1, 0.7), 2, 8, False, None, None),
-    "rt60_0.8-1.2": ((0.8, 1.2), 2, 0, False, None, None),
-    "mismatch": ((0.1, 0.7), 2, 0, True, None, None),
-    "one_talker": ((0.1, 0.7), 1, 0, False, None, None),
-    "rate48k": ((0.1, 0.7), 2, 0, False, 48000, None),
-    "narrowband": ((0.1, 0.7), 2, 0, False, None, 8000),
+    "clean": ((0.1, 0.7), 2, 0, False, None, None, False),
+    "diffuse_like": ((0.1, 0.7), 2, 8, False, None, None, False),
+    "rt60_0.8-1.2": ((0.8, 1.2), 2, 0, False, None, None, False),
+    "mismatch": ((0.1, 0.7), 2, 0, True, None, None, False),
+    "one_talker": ((0.1, 0.7), 1, 0, False, None, None, False),
+    "rate48k": ((0.1, 0.7), 2, 0, False, 48000, None, False),
+    "narrowband": ((0.1, 0.7), 2, 0, False, None, 8000, False),
+    "binaural": ((0.1, 0.7), 2, 0, False, None, None, True),
+    "binaural_one": ((0.1, 0.7), 1, 0, False, None, None, True),
 }
 SEED = 90000  # condition i draws its rooms from seed SEED + i: no split or conditions seed
 
@@ -115,17 +121,24 @@ def render(
         if only and (folder / "truth.json").is_file():
             old = json.loads((folder / "truth.json").read_text())
             truth = {f: a for f, a in old.items() if not any(f.startswith(c + "_") for c in only)}
-        for i, (name, (rt60, talkers, noises, mismatch, rate, talker_rate)) in enumerate(CONDITIONS.items()):
+        for i, (name, (rt60, talkers, noises, mismatch, rate, talker_rate, head)) in enumerate(
+            CONDITIONS.items()
+        ):
             if only and name not in only:
                 continue
             spec = replace(room_spec(sim), rt60_range=rt60, noise_sources=noises)
+            ears = mixed_head(sim) if head else None
+            if head:
+                spec = replace(
+                    spec, head_fraction=1.0, ear_offsets=tuple(map(tuple, ears.ear_offsets.tolist()))
+                )
             rooms = sample_rooms(spec, SEED + i, 0, n_rooms)
             src = rooms.src_pos if noises == 0 else np.concatenate([rooms.src_pos, rooms.noise_pos], 1)
             placed = Rooms(
                 rooms.room_dim, rooms.rt60, rooms.array_center, rooms.array_rot_deg, rooms.mic_pos, src
             )
             taps = int(np.ceil(rt60[1] * fs))
-            rirs = ism_rirs(placed, fs, taps, sim.speed_of_sound)
+            rirs = ism_rirs(placed, fs, taps, sim.speed_of_sound, ears)
             lateral = rooms.to_frame()[[f"src{k}_lateral_deg" for k in range(2)]].to_numpy()
             rng = np.random.default_rng([SEED, i])
             for b in range(n_rooms):
@@ -220,10 +233,12 @@ def score(
             results[f"model{m}"] = str(path)
         for cond in conditions:
             rows = [f for f in files if f.startswith(cond + "_")]
+            distance = p.simulate.mic_distance_m
+            if CONDITIONS[cond][6]:  # the head's ears
+                ears = mixed_head(p.simulate).ear_offsets
+                distance = float(np.linalg.norm(ears[1] - ears[0]))
             srp = [
-                srp_phat_angles(
-                    audio[f][None], p.simulate.mic_distance_m, fs, p.features.n_fft, n_sources=len(truth[f])
-                )[0]
+                srp_phat_angles(audio[f][None], distance, fs, p.features.n_fft, n_sources=len(truth[f]))[0]
                 for f in rows
             ]
             results[f"{cond}.srp_phat.mae_deg"] = _mae([np.sort(a) for a in srp], [truth[f] for f in rows])
