@@ -383,6 +383,16 @@ def test_the_channel_delay_is_read_to_an_eighth_of_a_sample():
         assert abs(found + delay) <= 1 / 16 + 1e-9, (delay, found)
 
 
+def test_a_model_that_heard_a_head_allows_the_delays_of_its_ears(workdir):
+    """A model trained on rooms heard through a head too (meta head_ear_distance_m) allows a
+    head's delays (up to 1.5 x its ear distance / c: 0.80 ms for 18 cm), not more."""
+    meta = dict(torch.load(workdir / "model.pt", weights_only=True)["meta"], head_ear_distance_m=0.18)
+    talker = 0.1 * synthetic_speech(np.random.default_rng(4), 2 * RATE, RATE)
+    assert delay_warning(delayed_pair(talker, 9.0), meta) is None  # 0.56 ms: a lateral talker at a head
+    warning = delay_warning(delayed_pair(talker, 20.0), meta)  # 1.25 ms: more than any head here
+    assert warning is not None and "ears 0.18 m apart" in warning and "\n" not in warning
+
+
 def test_a_delay_longer_than_the_models_mics_allow_is_a_warning(workdir, tmp_path):
     """Mics 0.1 m apart delay a sound by 0.29 ms at most: a 1.25 ms delay (a pair 0.43 m apart, or
     channels out of sync) is answered with one warning line on stderr, and the same answer."""

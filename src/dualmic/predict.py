@@ -126,18 +126,22 @@ DELAY_MARGIN = 1.5
 def delay_warning(audio: np.ndarray, meta: dict) -> str | None:
     """A one-line warning when a recording's inter-mic delay (:func:`channel_delay_s`) is longer
     than the model's array allows (``DELAY_MARGIN`` x mic distance / speed of sound, plus one
-    sample): the mics are further apart than the model's, or on a head, or the channels are not
-    in sync, and the model's angles would be wrong. ``None`` when the delay fits."""
+    sample; the widest of its mics and, for a model that trained on rooms heard through a head
+    too, that head's ears): the mics are further apart than the model's, or on a head, or the
+    channels are not in sync, and the model's angles would be wrong. ``None`` when the delay fits."""
     cfg = model_features(meta)
-    most = DELAY_MARGIN * cfg.mic_distance_m / cfg.speed_of_sound + 1.0 / cfg.sample_rate
+    ears = meta.get("head_ear_distance_m")  # a model that trained on rooms heard through a head too
+    widest = max(cfg.mic_distance_m, ears or 0.0)
+    most = DELAY_MARGIN * widest / cfg.speed_of_sound + 1.0 / cfg.sample_rate
     delay = channel_delay_s(audio, cfg.sample_rate)
     if abs(delay) <= most:
         return None
+    heard = f"mics {cfg.mic_distance_m:g} m apart" + (f" and ears {ears:g} m apart" if ears else "")
     return (
-        f"the channels are {abs(delay) * 1e3:.2f} ms apart, more than this model's mics "
-        f"{cfg.mic_distance_m:g} m apart allow ({most * 1e3:.2f} ms): mics further apart (give "
-        "--mic-distance), ears on a head (README: Two ears) or channels out of sync? The angles are "
-        "likely wrong"
+        f"the channels are {abs(delay) * 1e3:.2f} ms apart, more than this model's {heard} allow "
+        f"({most * 1e3:.2f} ms): mics further apart (give --mic-distance), "
+        + ("" if ears else "ears on a head (README: Two ears) ")
+        + "or channels out of sync? The angles are likely wrong"
     )
 
 

@@ -56,7 +56,10 @@ def run(
     mixer = _online_mixer(p, rirs_dir, speech_dir, len(labels)) if p.train.mixing == "online" else None
     data = TrainData(features, labels, angles, p.hop_frames, LabelCoding.from_params(p), mixer)
     live = _live(live_dir) if ctx.is_main and live_dir is not None else None
-    summary = Trainer(model, data, p.train, ctx, out, model_meta(p), fp, live).fit()
+    meta = model_meta(p)
+    if mixer is not None and mixer.mic_distance is not None:  # some rooms heard through a head
+        meta["head_ear_distance_m"] = round(float(mixer.mic_distance.max()), 6)
+    summary = Trainer(model, data, p.train, ctx, out, meta, fp, live).fit()
     if live is not None:
         live.summary.update(summary)
         live.end()
