@@ -120,13 +120,17 @@ def test_bad_head_fractions_are_refused(changes, message):
         Params.model_validate(raw)
 
 
-def test_heads_in_a_split_of_a_head_are_refused():
+def test_a_head_array_ignores_head_fraction_and_a_free_field_one_needs_the_sofa():
+    """With simulate.array.kind hrtf every room is a head already: head_fraction adds nothing
+    (the binaural command works on the default params); a free-field array with heads mixed in
+    needs the head's file."""
     raw = load_params(REPO / "params.yaml").model_dump()
     raw["simulate"]["splits"]["train"]["head_fraction"] = 0.3
     raw["simulate"]["array"].update(kind="hrtf", sofa=str(KEMAR))
     raw["simulate"]["mic_offsets"] = [[-0.09, 0.0, 0.0], [0.09, 0.0, 0.0]]
-    with pytest.raises(ValueError, match="array.kind is hrtf"):
-        Params.model_validate(raw)
+    sim = Params.model_validate(raw).simulate
+    assert sim.head_fraction_for("train") == 0.0 and room_spec(sim, "train").head_fraction == 0.0
     raw["simulate"]["array"].update(kind="free_field", sofa=None)
+    raw["simulate"]["mic_offsets"] = [[-0.05, 0.0, 0.0], [0.05, 0.0, 0.0]]
     with pytest.raises(ValueError, match="needs array.sofa"):
         Params.model_validate(raw)

@@ -17,7 +17,8 @@ class SplitParams(Section):
     seed: Seed
     method: Literal["fra", "ism"] | None = None  # per-split override of simulate.method
     rt60_range: tuple[PosFloat, PosFloat] | None = None  # per-split override of simulate.rt60_range
-    # probability per room that its receivers are the ears of simulate.array.sofa (kind free_field)
+    # probability per room that its receivers are the ears of simulate.array.sofa (kind free_field;
+    # with kind hrtf every room's are)
     head_fraction: Annotated[float, Strict(), Field(ge=0.0, le=1.0)] = 0.0
 
     @field_validator("rt60_range")
@@ -121,12 +122,7 @@ class SimulateParams(Section):
                     f"from mic_offsets) = {need:g} m"
                 )
         heads = [name for name, split in self.splits.items() if split.head_fraction > 0]
-        if heads and self.array.kind != "free_field":
-            raise ValueError(
-                f"splits.{heads[0]}.head_fraction mixes heads into a free-field split, but array.kind "
-                "is hrtf (every room has the head already); set it to 0.0 or array.kind free_field"
-            )
-        if heads and not self.array.sofa:
+        if heads and self.array.kind == "free_field" and not self.array.sofa:
             raise ValueError(
                 f"splits.{heads[0]}.head_fraction needs array.sofa: PATH (the head's "
                 "SimpleFreeFieldHRIR file)"
@@ -164,6 +160,12 @@ class SimulateParams(Section):
 
     def method_for(self, split: str) -> str:
         return self.split(split).method or self.method
+
+    def head_fraction_for(self, split: str) -> float:
+        """Probability that a room of ``split`` is heard through the head of ``array.sofa``
+        instead of the free-field pair: the split's ``head_fraction`` for a free-field array,
+        0 for kind hrtf (its rooms are all heads already)."""
+        return self.split(split).head_fraction if self.array.kind == "free_field" else 0.0
 
     def split(self, name: str) -> SplitParams:
         """The params of split ``name``; an unknown name is a one-line error naming the known ones."""

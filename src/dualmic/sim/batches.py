@@ -20,7 +20,7 @@ from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
 def room_spec(sim: SimulateParams, split: str | None = None) -> RoomSpec:
     """The room sampler's spec (with ``split``'s own rt60_range and head_fraction, if it has
     them)."""
-    heads = 0.0 if split is None else sim.split(split).head_fraction
+    heads = 0.0 if split is None else sim.head_fraction_for(split)
     return RoomSpec(
         room_dim_min=sim.room_dim_min,
         room_dim_max=sim.room_dim_max,
