@@ -9,8 +9,10 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -23,6 +25,7 @@ from dualmic.data.perturb import mic_mismatch
 from dualmic.data.pool import build_pool
 
 FS = 16000
+KEMAR = Path("/usr/share/libmysofa/MIT_KEMAR_normal_pinna.sofa")
 LAGS = (6, -4)  # mic-1 delay (samples) of source 0 and source 1 in the delay-only "rooms"
 
 
@@ -227,6 +230,8 @@ def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
     raw["online"] = {"talkers": ["synthetic"], "synthetic_talkers": 6, "clip_s": 2.0, "noise_s": 2.0}
     raw["augment"].update(diffuse=0.5, noise_source=0.5, mic={"probability": 0.5})
     raw["simulate"]["noise_sources"] = 1
+    heads = KEMAR.is_file()  # some rooms heard through the head (make hrtf-deps installs it)
+    raw["simulate"]["splits"]["train"]["head_fraction"] = 0.5 if heads else 0.0
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     roots = []
     for name in ("a", "b"):
@@ -251,6 +256,12 @@ def test_training_with_online_mixing_runs_and_is_deterministic(tmp_path):
     assert len(featurised) == 1 and len(np.load(roots[0] / "data/features/train/features.npy")) == 1
     assert len(np.load(roots[0] / "data/features/train/labels.npy")) == 8
     assert (roots[0] / "models/model.pt").read_bytes() == (roots[1] / "models/model.pt").read_bytes()
+    meta = torch.load(roots[0] / "models/model.pt", weights_only=True)["meta"]
+    if heads:  # the rooms heard through the head are marked, and the model knows its ears
+        table = pd.read_csv(roots[0] / "data/rirs/train/rooms.csv")
+        assert 0 < table["head"].sum() < 8
+        assert abs(meta["head_ear_distance_m"] - table["mic_distance"].max()) < 1e-6
+        assert abs(meta["head_ear_distance_m"] - 0.18) < 0.01
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng (make espeak)")
