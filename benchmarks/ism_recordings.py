@@ -81,6 +81,11 @@ CONDITIONS = {
 SEED = 90000  # condition i draws its rooms from seed SEED + i: no split or conditions seed
 
 
+def _condition_of(file: str) -> str:
+    """The condition a recording belongs to: its name without ``_NNN.wav``."""
+    return file.rsplit("_", 1)[0]
+
+
 def _images(dry_list: list[np.ndarray], rirs: np.ndarray, n: int) -> np.ndarray:
     """Sum of the dry signals through their RIRs (k, 2, taps): (2, n)."""
     out = np.zeros((2, n))
@@ -120,7 +125,7 @@ def render(
         truth = {}
         if only and (folder / "truth.json").is_file():
             old = json.loads((folder / "truth.json").read_text())
-            truth = {f: a for f, a in old.items() if not any(f.startswith(c + "_") for c in only)}
+            truth = {f: a for f, a in old.items() if _condition_of(f) not in only}
         for i, (name, (rt60, talkers, noises, mismatch, rate, talker_rate, head)) in enumerate(
             CONDITIONS.items()
         ):
@@ -199,7 +204,7 @@ def score(
             raise DualmicError(f"{folder}/truth.json not found: run `render {folder}` first")
         truth = {k: np.asarray(v) for k, v in json.loads((folder / "truth.json").read_text()).items()}
         files = sorted(truth)
-        conditions = [c for c in CONDITIONS if any(f.startswith(c + "_") for f in files)]  # those rendered
+        conditions = [c for c in CONDITIONS if any(_condition_of(f) == c for f in files)]  # those rendered
         fs = p.simulate.sample_rate
         audio = {f: read_recording(folder / f, fs) for f in files}
         results: dict = {
@@ -219,7 +224,7 @@ def score(
                 angles = decode_known_count(logp[None], np.array([len(truth[f])]), coding)[0]
                 told[f] = np.sort(angles[np.isfinite(angles)])
             for cond in conditions:
-                rows = [f for f in files if f.startswith(cond + "_")]
+                rows = [f for f in files if _condition_of(f) == cond]
                 right = [f for f in rows if len(found[f]) == len(truth[f])]
                 key = f"{cond}.model{m}"
                 results[f"{key}.count_acc"] = len(right) / len(rows)
@@ -232,7 +237,7 @@ def score(
                 )
             results[f"model{m}"] = str(path)
         for cond in conditions:
-            rows = [f for f in files if f.startswith(cond + "_")]
+            rows = [f for f in files if _condition_of(f) == cond]
             distance = p.simulate.mic_distance_m
             if CONDITIONS[cond][6]:  # the head's ears
                 ears = mixed_head(p.simulate).ear_offsets
