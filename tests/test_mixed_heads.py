@@ -4,12 +4,16 @@ and the conditions test's binaural condition: which rooms, their receivers, thei
 The head is the MIT KEMAR measurement Debian's libmysofa1 ships (``make hrtf-deps``).
 """
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from tests_support import direct_ild_db
+import yaml
+from tests_support import direct_ild_db, tiny_raw_params
 
 from dualmic.core.params import Params, load_params
 from dualmic.sim.batches import room_spec, simulate_batches
@@ -134,3 +138,25 @@ def test_a_head_array_ignores_head_fraction_and_a_free_field_one_needs_the_sofa(
     raw["simulate"]["mic_offsets"] = [[-0.05, 0.0, 0.0], [0.05, 0.0, 0.0]]
     with pytest.raises(ValueError, match="needs array.sofa"):
         Params.model_validate(raw)
+
+
+def test_a_missing_head_file_stops_the_simulate_stage_before_it_writes(tmp_path):
+    raw = tiny_raw_params()
+    raw["simulate"]["array"]["sofa"] = str(tmp_path / "missing.sofa")
+    raw["simulate"]["splits"]["train"]["head_fraction"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    out, metrics = tmp_path / "rirs", tmp_path / "metrics"
+    cmd = [
+        sys.executable,
+        str(REPO / "stages/simulate.py"),
+        "train",
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
+    cmd += ["--out", str(out), "--metrics", str(metrics)]
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 2 and not proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "missing.sofa" in lines[0] and "does not exist" in lines[0]
+    assert not out.exists() and not metrics.exists()

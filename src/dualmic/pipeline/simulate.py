@@ -22,7 +22,7 @@ from dualmic.core.files import npy_appender, save_csv, save_json
 from dualmic.core.params import load_params
 from dualmic.core.progress import progress_bar
 from dualmic.sim.acoustics import arrival_sample, rir_summary, schroeder_decay_db
-from dualmic.sim.batches import head, mixed_head, simulate_batches
+from dualmic.sim.batches import head, mixed_head, room_spec, simulate_batches
 
 
 def run(
@@ -36,6 +36,8 @@ def run(
     sim = p.simulate
     n_rooms = sim.split(split).n_rooms
     device = resolve_device(sim.device)
+    room_spec(sim, split)  # a head's SOFA file is read and checked before any output is opened
+    head(sim)
     shape = (n_rooms, sim.n_sources, len(sim.mic_offsets), sim.n_taps_for(split))
     tables, checked = [], []
     with (
