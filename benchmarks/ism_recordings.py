@@ -58,7 +58,7 @@ from dualmic.learn.decoding import decode_known_count
 from dualmic.predict import load_predict_model, recording_windows
 from dualmic.recording import HIGHPASS_HZ, read_recording
 from dualmic.scoring.baselines import srp_phat_angles
-from dualmic.sim.batches import mixed_head, room_spec
+from dualmic.sim.batches import heard_by_head, mixed_head, room_spec
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, sample_rooms
 
@@ -134,9 +134,7 @@ def render(
             spec = replace(room_spec(sim), rt60_range=rt60, noise_sources=noises)
             ears = mixed_head(sim) if head else None
             if head:
-                spec = replace(
-                    spec, head_fraction=1.0, ear_offsets=tuple(map(tuple, ears.ear_offsets.tolist()))
-                )
+                spec = heard_by_head(spec, sim)
             rooms = sample_rooms(spec, SEED + i, 0, n_rooms)
             src = rooms.src_pos if noises == 0 else np.concatenate([rooms.src_pos, rooms.noise_pos], 1)
             placed = Rooms(

@@ -28,7 +28,7 @@ from dualmic.core.errors import DualmicError
 from dualmic.core.labels import angle_difference, label_period
 from dualmic.core.params import Params
 from dualmic.core.schema_conditions import CONDITION_NAMES
-from dualmic.sim.batches import fra_config, head, mixed_head, room_rirs, room_spec
+from dualmic.sim.batches import fra_config, head, heard_by_head, mixed_head, room_rirs, room_spec
 from dualmic.sim.fra import image_draws
 from dualmic.sim.ism import ism_rirs
 from dualmic.sim.rooms import Rooms, RoomSpec, sample_rooms
@@ -141,11 +141,7 @@ def condition_spec(cond: Condition, p: Params) -> RoomSpec:
     """The room sampler's spec for ``cond``: simulate.*, with the condition's RT60 and sources."""
     sim = p.simulate
     spec = replace(room_spec(sim), rt60_range=cond.rt60_range or sim.rt60_range, n_sources=cond.n_sources)
-    if cond.head:  # every room heard through the head: its ears are the receivers
-        spec = replace(
-            spec, head_fraction=1.0, ear_offsets=tuple(map(tuple, mixed_head(sim).ear_offsets.tolist()))
-        )
-    return spec
+    return heard_by_head(spec, sim) if cond.head else spec
 
 
 def condition_taps(cond: Condition, p: Params) -> int:

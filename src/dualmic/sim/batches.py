@@ -32,8 +32,17 @@ def room_spec(sim: SimulateParams, split: str | None = None) -> RoomSpec:
         n_sources=sim.n_sources,
         noise_sources=sim.noise_sources,
         head_fraction=heads,
-        ear_offsets=None if heads == 0 else tuple(map(tuple, mixed_head(sim).ear_offsets.tolist())),
+        ear_offsets=None if heads == 0 else _ears(sim),
     )
+
+
+def heard_by_head(spec: RoomSpec, sim: SimulateParams) -> RoomSpec:
+    """``spec`` with every room heard through the ears of the head of ``simulate.array.sofa``."""
+    return dataclasses.replace(spec, head_fraction=1.0, ear_offsets=_ears(sim))
+
+
+def _ears(sim: SimulateParams) -> tuple[tuple[float, float, float], ...]:
+    return tuple(map(tuple, mixed_head(sim).ear_offsets.tolist()))
 
 
 def fra_config(sim: SimulateParams, split: str | None = None) -> FraConfig:
@@ -78,12 +87,8 @@ def room_rirs(
     rooms: Rooms, draws: torch.Tensor, cfg: FraConfig, sim: SimulateParams, hrtf: Hrtf | None, device
 ) -> np.ndarray:
     """FRA-RIR RIRs of ``rooms`` (B, S, 2, n_taps) float32 on the CPU: to two free-field mics, or
-    to the ears of ``hrtf``; with ``rooms.head`` (a split that mixes heads in) each room by its
-    own receivers, the free-field pair or the ears of ``simulate.array.sofa``."""
-    if rooms.head is not None and hrtf is None:
-        return _by_receivers(
-            rooms, lambda sub, rows, ears: room_rirs(sub, draws[rows], cfg, sim, ears, device), sim
-        )
+    to the ears of ``hrtf`` (every room alike; a split that mixes heads in goes through
+    :func:`_by_receivers`)."""
     with torch.inference_mode():
         if hrtf is None:
             return fra_rirs(rooms, draws, cfg, device).cpu().numpy()
@@ -140,19 +145,16 @@ def simulate_batches(
             rooms, draws = pending.result()
             if i + 1 < len(starts):
                 pending = pool.submit(prepare, starts[i + 1])
-            if method == "ism":
-                from dualmic.sim.ism import ism_rirs  # noqa: PLC0415 (pyroomacoustics: slow to import)
 
-                if rooms.head is not None and hrtf is None:
-                    rirs = _by_receivers(
-                        rooms,
-                        lambda sub, _, ears: ism_rirs(
-                            sub, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, ears
-                        ),
-                        sim,
-                    )
-                else:
-                    rirs = ism_rirs(rooms, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, hrtf)
+            def render(sub: Rooms, rows, ears: Hrtf | None, draws=draws) -> np.ndarray:
+                """RIRs of rooms ``sub`` (the batch's ``rows``) whose receivers are all ``ears``'s."""
+                if method == "ism":
+                    from dualmic.sim.ism import ism_rirs  # noqa: PLC0415 (pyroomacoustics: slow to import)
+
+                    return ism_rirs(sub, sim.sample_rate, cfg.n_taps, sim.speed_of_sound, ears)
+                return room_rirs(sub, draws[rows], cfg, sim, ears, device)
+
+            if rooms.head is not None and hrtf is None:  # a free-field split that mixes heads in
+                yield start, rooms, _by_receivers(rooms, render, sim)
             else:
-                rirs = room_rirs(rooms, draws, cfg, sim, hrtf, device)
-            yield start, rooms, rirs
+                yield start, rooms, render(rooms, slice(None), hrtf)
